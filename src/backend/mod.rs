@@ -1,0 +1,133 @@
+//! Chat accounts: the trait every account kind implements, and what flows
+//! between a backend and the bridge. Backends speak in their own message IDs
+//! (`i64`); registry IDs never reach them.
+
+pub mod sim;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::schema::{
+    Element, ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Target, UserEvent,
+};
+
+/// Who sent an incoming message, as the model its event carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    Member(MemberModel),
+    Friend(FriendModel),
+}
+
+impl Sender {
+    pub fn id(&self) -> i64 {
+        match self {
+            Self::Member(m) => m.id,
+            Self::Friend(f) => f.id,
+        }
+    }
+}
+
+/// The message a quote points at, in backend terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteRef {
+    pub backend_id: i64,
+    pub to: Option<i64>,
+    pub time: Option<i64>,
+    pub text: Option<String>,
+}
+
+/// A message a backend received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    pub target: Target,
+    /// The group model for group and temp messages.
+    pub group: Option<GroupModel>,
+    pub sender: Sender,
+    pub backend_id: i64,
+    pub time: i64,
+    pub quote: Option<QuoteRef>,
+    /// The content: no MessageSource, no Quote.
+    pub elements: Vec<Element>,
+    pub anonymous: bool,
+}
+
+/// Everything a backend reports. Request events carry the backend's own token
+/// for answering; the bridge swaps it for a registry ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendEvent {
+    Message(IncomingMessage),
+    Recall { target: Target, backend_id: i64, revoker: i64, revokee: i64 },
+    User { event: UserEvent, request_token: Option<String> },
+    Group { event: GroupEvent, request_token: Option<String> },
+}
+
+/// A message to send: its content and the backend ID of the message it quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub quote: Option<i64>,
+    /// No MessageSource, no Quote, no Voice.
+    pub elements: Vec<Element>,
+}
+
+/// A message a backend sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub backend_id: i64,
+    pub time: i64,
+}
+
+/// A simulated user's action, resolved to backend terms (sim backend only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Simulated {
+    Message {
+        target: Target,
+        sender: i64,
+        anonymous: bool,
+        quote: Option<i64>,
+        elements: Vec<Element>,
+    },
+    Recall { target: Target, backend_id: i64, revoker: i64 },
+    User(UserEvent),
+    Group(GroupEvent),
+}
+
+/// Where a backend reports events. Returns the `seq` each event got.
+pub type EventSink = Arc<dyn Fn(i64, BackendEvent) -> u64 + Send + Sync>;
+
+/// A request to answer, in backend terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAnswer {
+    pub token: String,
+    pub accept: bool,
+    pub reason: Option<String>,
+}
+
+/// One chat account. Failures are `OpError`s with stable codes; an upstream
+/// failure is an error, never a hang.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The account's own user ID (seed 004 `bot`).
+    fn account(&self) -> i64;
+
+    async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError>;
+
+    /// Recalls message `backend_id` in `target`.
+    async fn recall(&self, target: Target, backend_id: i64) -> Result<(), OpError>;
+
+    /// Mutes `member` for `seconds` (0 lifts it).
+    async fn mute(&self, group: i64, member: i64, seconds: i64) -> Result<(), OpError>;
+
+    async fn answer_friend_request(&self, answer: RequestAnswer) -> Result<(), OpError>;
+    async fn answer_group_invite(&self, answer: RequestAnswer) -> Result<(), OpError>;
+    async fn answer_join_request(&self, answer: RequestAnswer) -> Result<(), OpError>;
+
+    async fn friends(&self) -> Result<Vec<FriendModel>, OpError>;
+    async fn groups(&self) -> Result<Vec<GroupModel>, OpError>;
+    async fn members(&self, group: i64) -> Result<Vec<MemberModel>, OpError>;
+
+    /// Injects simulated traffic; returns the `seq` of the event it caused.
+    async fn simulate(&self, _action: Simulated) -> Result<u64, OpError> {
+        Err(OpError::new(ErrorCode::Unsupported, "only the sim backend simulates traffic"))
+    }
+}

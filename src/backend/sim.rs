@@ -1,0 +1,648 @@
+//! The simulated chat world: the default backend, so botbridge runs with no
+//! account at all. It keeps friends, strangers, groups and members with
+//! permissions, and enforces what a real server would (only a higher rank mutes
+//! or recalls others, no sending where the account is not, no double recall).
+//! Every state change, whoever caused it, is reported as an event.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+use super::{
+    Backend, BackendEvent, EventSink, IncomingMessage, OutgoingMessage, QuoteRef, RequestAnswer, Sender, Sent,
+    Simulated,
+};
+use crate::registry::RequestKind;
+use crate::schema::{
+    ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Permission, Target, UserEvent, chain_text,
+};
+
+/// Longest mute a group allows: 30 days.
+const MAX_MUTE_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A world description, from `[sim]` in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldConfig {
+    #[serde(default)]
+    pub friend: Vec<PersonConfig>,
+    #[serde(default)]
+    pub stranger: Vec<PersonConfig>,
+    #[serde(default)]
+    pub group: Vec<GroupConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonConfig {
+    pub id: i64,
+    pub nick: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub id: i64,
+    pub name: String,
+    pub bot_permission: Permission,
+    #[serde(default)]
+    pub member: Vec<MemberConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: i64,
+    pub nick: String,
+    pub permission: Permission,
+    #[serde(default)]
+    pub name_card: String,
+    #[serde(default)]
+    pub special_title: String,
+}
+
+impl Default for WorldConfig {
+    /// Two groups (admin in one, plain member in the other) with an owner, an
+    /// admin and members; two friends; one stranger who shares a group.
+    fn default() -> Self {
+        let person = |id, nick: &str| PersonConfig { id, nick: nick.into() };
+        let member = |id, nick: &str, permission| MemberConfig {
+            id,
+            nick: nick.into(),
+            permission,
+            name_card: String::new(),
+            special_title: String::new(),
+        };
+        Self {
+            friend: vec![person(40001, "Alice"), person(40002, "Bob")],
+            stranger: vec![person(50001, "Mallory")],
+            group: vec![
+                GroupConfig {
+                    id: 20001,
+                    name: "botbridge dev".into(),
+                    bot_permission: Permission::Administrator,
+                    member: vec![
+                        member(30001, "Olivia", Permission::Owner),
+                        member(30002, "Adam", Permission::Administrator),
+                        member(30003, "Mia", Permission::Member),
+                        member(30004, "Max", Permission::Member),
+                        member(50001, "Mallory", Permission::Member),
+                    ],
+                },
+                GroupConfig {
+                    id: 20002,
+                    name: "lobby".into(),
+                    bot_permission: Permission::Member,
+                    member: vec![
+                        member(30001, "Olivia", Permission::Administrator),
+                        member(30005, "Owen", Permission::Owner),
+                        member(30003, "Mia", Permission::Member),
+                    ],
+                },
+            ],
+        }
+    }
+}
+
+struct Member {
+    nick: String,
+    name_card: String,
+    permission: Permission,
+    special_title: String,
+    muted_until: i64,
+}
+
+struct Group {
+    name: String,
+    bot_permission: Permission,
+    bot_muted_until: i64,
+    whole_muted: bool,
+    members: BTreeMap<i64, Member>,
+}
+
+struct StoredMessage {
+    target: Target,
+    sender: i64,
+    time: i64,
+    text: String,
+    recalled: bool,
+}
+
+struct PendingRequest {
+    kind: RequestKind,
+    who: i64,
+    nick: String,
+    group: i64,
+    group_name: String,
+    handled: bool,
+}
+
+struct World {
+    friends: BTreeMap<i64, String>,
+    strangers: BTreeMap<i64, String>,
+    groups: BTreeMap<i64, Group>,
+    messages: HashMap<i64, StoredMessage>,
+    next_message: i64,
+    requests: HashMap<String, PendingRequest>,
+    next_request: u64,
+}
+
+/// One simulated account.
+pub struct SimBackend {
+    account: i64,
+    world: Mutex<World>,
+    sink: EventSink,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> OpError {
+    OpError::new(code, message)
+}
+
+impl SimBackend {
+    pub fn new(account: i64, config: &WorldConfig, sink: EventSink) -> Self {
+        let groups = config
+            .group
+            .iter()
+            .map(|g| {
+                let members = g
+                    .member
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.id,
+                            Member {
+                                nick: m.nick.clone(),
+                                name_card: m.name_card.clone(),
+                                permission: m.permission,
+                                special_title: m.special_title.clone(),
+                                muted_until: 0,
+                            },
+                        )
+                    })
+                    .collect();
+                (
+                    g.id,
+                    Group {
+                        name: g.name.clone(),
+                        bot_permission: g.bot_permission,
+                        bot_muted_until: 0,
+                        whole_muted: false,
+                        members,
+                    },
+                )
+            })
+            .collect();
+        let world = World {
+            friends: config.friend.iter().map(|p| (p.id, p.nick.clone())).collect(),
+            strangers: config.stranger.iter().map(|p| (p.id, p.nick.clone())).collect(),
+            groups,
+            messages: HashMap::new(),
+            next_message: 1,
+            requests: HashMap::new(),
+            next_request: 1,
+        };
+        Self { account, world: Mutex::new(world), sink }
+    }
+
+    fn emit(&self, event: BackendEvent) -> u64 {
+        (self.sink)(self.account, event)
+    }
+}
+
+impl World {
+    fn group(&self, id: i64) -> Result<&Group, OpError> {
+        self.groups.get(&id).ok_or_else(|| err(ErrorCode::NotInGroup, format!("the account is not in group {id}")))
+    }
+
+    fn group_mut(&mut self, id: i64) -> Result<&mut Group, OpError> {
+        self.groups.get_mut(&id).ok_or_else(|| err(ErrorCode::NotInGroup, format!("the account is not in group {id}")))
+    }
+
+    fn group_model(&self, id: i64) -> Result<GroupModel, OpError> {
+        let g = self.group(id)?;
+        Ok(GroupModel { id, name: g.name.clone(), bot_permission: g.bot_permission })
+    }
+
+    fn store(&mut self, target: Target, sender: i64, text: String) -> Sent {
+        let backend_id = self.next_message;
+        self.next_message += 1;
+        let time = now();
+        self.messages.insert(backend_id, StoredMessage { target, sender, time, text, recalled: false });
+        Sent { backend_id, time }
+    }
+
+    fn quote(&self, backend_id: Option<i64>) -> Option<QuoteRef> {
+        let id = backend_id?;
+        let m = self.messages.get(&id);
+        Some(QuoteRef {
+            backend_id: id,
+            to: m.map(|m| m.sender),
+            time: m.map(|m| m.time),
+            text: m.map(|m| m.text.clone()),
+        })
+    }
+
+    fn nick_of(&self, who: i64) -> String {
+        self.friends
+            .get(&who)
+            .or_else(|| self.strangers.get(&who))
+            .cloned()
+            .or_else(|| self.groups.values().find_map(|g| g.members.get(&who).map(|m| m.nick.clone())))
+            .unwrap_or_else(|| format!("user {who}"))
+    }
+
+    /// `who`'s rank in `group`; `bot` is the account itself.
+    fn rank(&self, group: i64, who: i64, bot: i64) -> Result<Permission, OpError> {
+        let g = self.group(group)?;
+        if who == bot {
+            return Ok(g.bot_permission);
+        }
+        g.members
+            .get(&who)
+            .map(|m| m.permission)
+            .ok_or_else(|| err(ErrorCode::UnknownMember, format!("{who} is not a member of group {group}")))
+    }
+
+    /// Checks that `actor` may recall message `backend_id` in `target`, then marks it recalled.
+    fn recall(&mut self, target: Target, backend_id: i64, actor: i64, bot: i64) -> Result<i64, OpError> {
+        let m = self
+            .messages
+            .get(&backend_id)
+            .filter(|m| m.target == target)
+            .ok_or_else(|| err(ErrorCode::UnknownMessage, "no such message here"))?;
+        if m.recalled {
+            return Err(err(ErrorCode::AlreadyRecalled, "the message was already recalled"));
+        }
+        let sender = m.sender;
+        if sender != actor {
+            let Target::Group { group } = target else {
+                return Err(err(ErrorCode::PermissionDenied, "only the sender recalls a private message"));
+            };
+            if self.rank(group, actor, bot)? <= self.rank(group, sender, bot)? {
+                return Err(err(ErrorCode::PermissionDenied, "only a higher rank recalls another's message"));
+            }
+        }
+        if let Some(m) = self.messages.get_mut(&backend_id) {
+            m.recalled = true;
+        }
+        Ok(sender)
+    }
+
+    fn new_request(&mut self, request: PendingRequest) -> String {
+        let token = format!("sim-{}", self.next_request);
+        self.next_request += 1;
+        self.requests.insert(token.clone(), request);
+        token
+    }
+
+    fn take_request(&mut self, token: &str, kind: RequestKind) -> Result<&mut PendingRequest, OpError> {
+        let req = self
+            .requests
+            .get_mut(token)
+            .filter(|r| r.kind == kind)
+            .ok_or_else(|| err(ErrorCode::UnknownRequest, "no such request"))?;
+        if req.handled {
+            return Err(err(ErrorCode::AlreadyHandled, "the request was already answered"));
+        }
+        Ok(req)
+    }
+}
+
+fn muted(until: i64) -> bool {
+    until > now()
+}
+
+#[async_trait]
+impl Backend for SimBackend {
+    fn account(&self) -> i64 {
+        self.account
+    }
+
+    async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError> {
+        let mut w = self.world.lock();
+        match target {
+            Target::Group { group } => {
+                let g = w.group(group)?;
+                if muted(g.bot_muted_until) || (g.whole_muted && g.bot_permission == Permission::Member) {
+                    return Err(err(ErrorCode::Muted, format!("the account is muted in group {group}")));
+                }
+            }
+            Target::Friend { friend } => {
+                if !w.friends.contains_key(&friend) {
+                    return Err(err(ErrorCode::NotFriend, format!("{friend} is not a friend")));
+                }
+            }
+            Target::Temp { group, user } => {
+                if !w.group(group)?.members.contains_key(&user) {
+                    return Err(err(ErrorCode::UnknownMember, format!("{user} is not a member of group {group}")));
+                }
+            }
+        }
+        Ok(w.store(target, self.account, chain_text(&message.elements)))
+    }
+
+    async fn recall(&self, target: Target, backend_id: i64) -> Result<(), OpError> {
+        let mut w = self.world.lock();
+        let revokee = w.recall(target, backend_id, self.account, self.account)?;
+        self.emit(BackendEvent::Recall { target, backend_id, revoker: self.account, revokee });
+        Ok(())
+    }
+
+    async fn mute(&self, group: i64, member: i64, seconds: i64) -> Result<(), OpError> {
+        if !(0..=MAX_MUTE_SECONDS).contains(&seconds) {
+            return Err(err(ErrorCode::BadRequest, format!("time must be 0..={MAX_MUTE_SECONDS} seconds")));
+        }
+        let mut w = self.world.lock();
+        if w.rank(group, self.account, self.account)? <= w.rank(group, member, self.account)? || member == self.account
+        {
+            return Err(err(ErrorCode::PermissionDenied, "only a higher rank mutes a member"));
+        }
+        if let Some(m) = w.group_mut(group)?.members.get_mut(&member) {
+            m.muted_until = if seconds == 0 { 0 } else { now() + seconds };
+        }
+        self.emit(BackendEvent::Group {
+            event: GroupEvent::Mute { who: member, group, operator: self.account, duration: seconds },
+            request_token: None,
+        });
+        Ok(())
+    }
+
+    async fn answer_friend_request(&self, answer: RequestAnswer) -> Result<(), OpError> {
+        let mut w = self.world.lock();
+        let req = w.take_request(&answer.token, RequestKind::Friend)?;
+        req.handled = true;
+        let (who, nick) = (req.who, req.nick.clone());
+        if answer.accept {
+            w.strangers.remove(&who);
+            w.friends.insert(who, nick.clone());
+            self.emit(BackendEvent::User { event: UserEvent::FriendAdded { who, nick }, request_token: None });
+        }
+        Ok(())
+    }
+
+    async fn answer_group_invite(&self, answer: RequestAnswer) -> Result<(), OpError> {
+        let mut w = self.world.lock();
+        let req = w.take_request(&answer.token, RequestKind::GroupInvite)?;
+        req.handled = true;
+        let (group, name) = (req.group, req.group_name.clone());
+        if answer.accept {
+            w.groups.entry(group).or_insert_with(|| Group {
+                name,
+                bot_permission: Permission::Member,
+                bot_muted_until: 0,
+                whole_muted: false,
+                members: BTreeMap::new(),
+            });
+            self.emit(BackendEvent::User { event: UserEvent::GroupJoined { which: group }, request_token: None });
+        }
+        Ok(())
+    }
+
+    async fn answer_join_request(&self, answer: RequestAnswer) -> Result<(), OpError> {
+        let mut w = self.world.lock();
+        let req = w.take_request(&answer.token, RequestKind::Join)?;
+        let (who, group, nick) = (req.who, req.group, req.nick.clone());
+        if w.group(group)?.bot_permission < Permission::Administrator {
+            return Err(err(ErrorCode::PermissionDenied, "only an admin answers join requests"));
+        }
+        if let Ok(req) = w.take_request(&answer.token, RequestKind::Join) {
+            req.handled = true;
+        }
+        if answer.accept {
+            w.group_mut(group)?.members.insert(
+                who,
+                Member {
+                    nick,
+                    name_card: String::new(),
+                    permission: Permission::Member,
+                    special_title: String::new(),
+                    muted_until: 0,
+                },
+            );
+            self.emit(BackendEvent::Group { event: GroupEvent::MemberJoined { who, group }, request_token: None });
+        }
+        Ok(())
+    }
+
+    async fn friends(&self) -> Result<Vec<FriendModel>, OpError> {
+        let w = self.world.lock();
+        Ok(w.friends.iter().map(|(&id, nick)| FriendModel { id, nick: nick.clone() }).collect())
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupModel>, OpError> {
+        let w = self.world.lock();
+        w.groups.keys().map(|&id| w.group_model(id)).collect()
+    }
+
+    async fn members(&self, group: i64) -> Result<Vec<MemberModel>, OpError> {
+        let w = self.world.lock();
+        Ok(w.group(group)?.members.iter().map(|(&id, m)| member_model(id, m)).collect())
+    }
+
+    async fn simulate(&self, action: Simulated) -> Result<u64, OpError> {
+        let mut w = self.world.lock();
+        let event = match action {
+            Simulated::Message { target, sender, anonymous, quote, elements } => {
+                let (group, sender_model) = match target {
+                    Target::Group { group } => {
+                        let g = w.group(group)?;
+                        let m = g.members.get(&sender).ok_or_else(|| {
+                            err(ErrorCode::UnknownMember, format!("{sender} is not a member of group {group}"))
+                        })?;
+                        if muted(m.muted_until) || (g.whole_muted && m.permission == Permission::Member) {
+                            return Err(err(ErrorCode::Muted, format!("{sender} is muted in group {group}")));
+                        }
+                        (Some(w.group_model(group)?), Sender::Member(member_model(sender, m)))
+                    }
+                    Target::Friend { friend } => {
+                        let nick = w
+                            .friends
+                            .get(&friend)
+                            .ok_or_else(|| err(ErrorCode::NotFriend, format!("{friend} is not a friend")))?;
+                        (None, Sender::Friend(FriendModel { id: friend, nick: nick.clone() }))
+                    }
+                    Target::Temp { group, user } => {
+                        let m = w.group(group)?.members.get(&user).ok_or_else(|| {
+                            err(ErrorCode::UnknownMember, format!("{user} is not a member of group {group}"))
+                        })?;
+                        let nick = m.nick.clone();
+                        (Some(w.group_model(group)?), Sender::Friend(FriendModel { id: user, nick }))
+                    }
+                };
+                let quote = w.quote(quote);
+                let sent = w.store(target, sender, chain_text(&elements));
+                BackendEvent::Message(IncomingMessage {
+                    target,
+                    group,
+                    sender: sender_model,
+                    backend_id: sent.backend_id,
+                    time: sent.time,
+                    quote,
+                    elements,
+                    anonymous,
+                })
+            }
+            Simulated::Recall { target, backend_id, revoker } => {
+                let revokee = w.recall(target, backend_id, revoker, self.account)?;
+                BackendEvent::Recall { target, backend_id, revoker, revokee }
+            }
+            Simulated::User(event) => self.apply_user(&mut w, event)?,
+            Simulated::Group(event) => self.apply_group(&mut w, event)?,
+        };
+        Ok(self.emit(event))
+    }
+}
+
+fn member_model(id: i64, m: &Member) -> MemberModel {
+    let name_card_or_nick = if m.name_card.is_empty() { m.nick.clone() } else { m.name_card.clone() };
+    MemberModel {
+        id,
+        nick: m.nick.clone(),
+        name_card: m.name_card.clone(),
+        name_card_or_nick,
+        permission: m.permission,
+        special_title: m.special_title.clone(),
+    }
+}
+
+impl SimBackend {
+    /// Applies an injected user event to the world; returns the event to report.
+    fn apply_user(&self, w: &mut World, event: UserEvent) -> Result<BackendEvent, OpError> {
+        let mut request_token = None;
+        let event = match event {
+            UserEvent::NewFriendRequest { who, nick, source, comment, .. } => {
+                let nick = if nick.is_empty() { w.nick_of(who) } else { nick };
+                request_token = Some(w.new_request(PendingRequest {
+                    kind: RequestKind::Friend,
+                    who,
+                    nick: nick.clone(),
+                    group: 0,
+                    group_name: String::new(),
+                    handled: false,
+                }));
+                UserEvent::NewFriendRequest { who, nick, source, comment, request_id: None }
+            }
+            UserEvent::GroupInvite { group, group_name, inviter, .. } => {
+                let group_name = if group_name.is_empty() { format!("group {group}") } else { group_name };
+                request_token = Some(w.new_request(PendingRequest {
+                    kind: RequestKind::GroupInvite,
+                    who: inviter,
+                    nick: w.nick_of(inviter),
+                    group,
+                    group_name: group_name.clone(),
+                    handled: false,
+                }));
+                UserEvent::GroupInvite { group, group_name, inviter, request_id: None }
+            }
+            UserEvent::FriendAdded { who, nick } => {
+                let nick = if nick.is_empty() { w.nick_of(who) } else { nick };
+                w.strangers.remove(&who);
+                w.friends.insert(who, nick.clone());
+                UserEvent::FriendAdded { who, nick }
+            }
+            UserEvent::FriendRemoved { who, .. } => {
+                let nick =
+                    w.friends.remove(&who).ok_or_else(|| err(ErrorCode::NotFriend, format!("{who} is not a friend")))?;
+                UserEvent::FriendRemoved { who, nick }
+            }
+            UserEvent::GroupJoined { which } => {
+                w.groups.entry(which).or_insert_with(|| Group {
+                    name: format!("group {which}"),
+                    bot_permission: Permission::Member,
+                    bot_muted_until: 0,
+                    whole_muted: false,
+                    members: BTreeMap::new(),
+                });
+                UserEvent::GroupJoined { which }
+            }
+            UserEvent::GroupLeft { which, operator } => {
+                w.groups.remove(&which).ok_or_else(|| err(ErrorCode::NotInGroup, format!("not in group {which}")))?;
+                UserEvent::GroupLeft { which, operator }
+            }
+            e @ (UserEvent::Online | UserEvent::Offline) => e,
+        };
+        Ok(BackendEvent::User { event, request_token })
+    }
+
+    /// Applies an injected group event to the world; returns the event to report.
+    fn apply_group(&self, w: &mut World, event: GroupEvent) -> Result<BackendEvent, OpError> {
+        let bot = self.account;
+        let mut request_token = None;
+        let event = match event {
+            GroupEvent::JoinRequest { who, group, comment, inviter, .. } => {
+                w.group(group)?;
+                let nick = w.nick_of(who);
+                request_token = Some(w.new_request(PendingRequest {
+                    kind: RequestKind::Join,
+                    who,
+                    nick,
+                    group,
+                    group_name: String::new(),
+                    handled: false,
+                }));
+                GroupEvent::JoinRequest { who, group, comment, inviter, request_id: None }
+            }
+            GroupEvent::Mute { who, group, operator, duration } => {
+                if !(0..=MAX_MUTE_SECONDS).contains(&duration) {
+                    return Err(err(ErrorCode::BadRequest, format!("duration must be 0..={MAX_MUTE_SECONDS}")));
+                }
+                let op_rank = w.rank(group, operator, bot)?;
+                let allowed = if who == 0 { op_rank >= Permission::Administrator } else { op_rank > w.rank(group, who, bot)? };
+                if !allowed {
+                    return Err(err(ErrorCode::PermissionDenied, "only a higher rank mutes"));
+                }
+                let until = if duration == 0 { 0 } else { now() + duration };
+                let g = w.group_mut(group)?;
+                if who == 0 {
+                    g.whole_muted = duration != 0;
+                } else if who == bot {
+                    g.bot_muted_until = until;
+                } else if let Some(m) = g.members.get_mut(&who) {
+                    m.muted_until = until;
+                }
+                GroupEvent::Mute { who, group, operator, duration }
+            }
+            GroupEvent::Admin { who, group, status } => {
+                let rank = if status { Permission::Administrator } else { Permission::Member };
+                if w.rank(group, who, bot)? == Permission::Owner {
+                    return Err(err(ErrorCode::PermissionDenied, "the owner's rank cannot change"));
+                }
+                let g = w.group_mut(group)?;
+                if who == bot {
+                    g.bot_permission = rank;
+                } else if let Some(m) = g.members.get_mut(&who) {
+                    m.permission = rank;
+                }
+                GroupEvent::Admin { who, group, status }
+            }
+            GroupEvent::MemberJoined { who, group } => {
+                let nick = w.nick_of(who);
+                w.group_mut(group)?.members.entry(who).or_insert(Member {
+                    nick,
+                    name_card: String::new(),
+                    permission: Permission::Member,
+                    special_title: String::new(),
+                    muted_until: 0,
+                });
+                GroupEvent::MemberJoined { who, group }
+            }
+            GroupEvent::MemberLeft { who, group, operator } => {
+                if operator != who && w.rank(group, operator, bot)? <= w.rank(group, who, bot)? {
+                    return Err(err(ErrorCode::PermissionDenied, "only a higher rank removes a member"));
+                }
+                w.group_mut(group)?
+                    .members
+                    .remove(&who)
+                    .ok_or_else(|| err(ErrorCode::UnknownMember, format!("{who} is not a member of group {group}")))?;
+                GroupEvent::MemberLeft { who, group, operator }
+            }
+        };
+        Ok(BackendEvent::Group { event, request_token })
+    }
+}

@@ -1,0 +1,295 @@
+//! The event bus: numbers each event (`seq`), keeps the last ones for `?since=`
+//! replay, and fans every frame out to every consumer through its own bounded
+//! queue. Publishing never waits: a consumer whose queue is full is dropped (and
+//! counted, and logged); it learns so when its queue runs dry (`lagged`) and can
+//! resume with `since`. So one slow consumer never delays another, and each
+//! consumer sees frames in `seq` order.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use axum::extract::ws::Utf8Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::schema::{Event, EventFrame, Outgoing, OutgoingFrame, OutgoingTag};
+
+/// What a frame carries, for consumers that want the typed form (wasm bots).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Event(EventFrame),
+    Outgoing(OutgoingFrame),
+}
+
+/// One published frame, serialized once and shared by every consumer.
+#[derive(Debug)]
+pub struct Frame {
+    pub seq: u64,
+    pub payload: Payload,
+    pub json: Utf8Bytes,
+}
+
+impl Frame {
+    pub fn is_outgoing(&self) -> bool {
+        matches!(self.payload, Payload::Outgoing(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BusConfig {
+    /// Frames a consumer may have queued before it counts as lagging.
+    pub queue: usize,
+    /// Frames kept for `since` replay.
+    pub replay: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self { queue: 4096, replay: 10_000 }
+    }
+}
+
+struct Consumer {
+    name: String,
+    wants_outgoing: bool,
+    tx: mpsc::Sender<Arc<Frame>>,
+    lagged: AtomicBool,
+}
+
+struct Inner {
+    last_seq: u64,
+    ring: VecDeque<Arc<Frame>>,
+    consumers: Vec<Arc<Consumer>>,
+}
+
+pub struct Bus {
+    config: BusConfig,
+    inner: Mutex<Inner>,
+    dropped_consumers: AtomicU64,
+}
+
+/// Events a resuming consumer can no longer get: `from..=to` fell out of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missed {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// A consumer's end of the bus. Dropping it unsubscribes.
+pub struct Subscription {
+    /// The last event `seq` when the subscription began.
+    pub last_seq: u64,
+    /// Buffered frames after the requested `since`, oldest first.
+    pub replay: Vec<Arc<Frame>>,
+    /// Set when `since` was older than the replay buffer.
+    pub missed: Option<Missed>,
+    rx: mpsc::Receiver<Arc<Frame>>,
+    consumer: Arc<Consumer>,
+    bus: Weak<Bus>,
+}
+
+impl Subscription {
+    /// The next live frame; `None` once the bus dropped this consumer or closed.
+    pub async fn recv(&mut self) -> Option<Arc<Frame>> {
+        self.rx.recv().await
+    }
+
+    /// A frame already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<Frame>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// True when the bus dropped this consumer because its queue was full.
+    pub fn lagged(&self) -> bool {
+        self.consumer.lagged.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(bus) = self.bus.upgrade() {
+            bus.inner.lock().consumers.retain(|c| !Arc::ptr_eq(c, &self.consumer));
+        }
+    }
+}
+
+impl Bus {
+    pub fn new(config: BusConfig) -> Arc<Self> {
+        Self::resume(config, 0, Vec::new())
+    }
+
+    /// A bus that continues after `last_seq`, with `history` as its replay buffer.
+    pub fn resume(config: BusConfig, last_seq: u64, history: Vec<Arc<Frame>>) -> Arc<Self> {
+        let mut ring: VecDeque<_> = history.into();
+        while ring.len() > config.replay {
+            ring.pop_front();
+        }
+        Arc::new(Self {
+            config,
+            inner: Mutex::new(Inner { last_seq, ring, consumers: Vec::new() }),
+            dropped_consumers: AtomicU64::new(0),
+        })
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.inner.lock().last_seq
+    }
+
+    /// How many consumers were dropped for lagging, ever.
+    pub fn dropped_consumers(&self) -> u64 {
+        self.dropped_consumers.load(Ordering::Relaxed)
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.inner.lock().consumers.len()
+    }
+
+    /// Numbers `event`, buffers it and fans it out. Returns its `seq`.
+    pub fn publish_event(&self, bot: i64, time: i64, event: Event) -> u64 {
+        let mut inner = self.inner.lock();
+        let seq = inner.last_seq + 1;
+        let frame = EventFrame { event, seq, time, bot };
+        let json = to_json(&frame);
+        inner.last_seq = seq;
+        self.fan_out(&mut inner, Arc::new(Frame { seq, payload: Payload::Event(frame), json }));
+        seq
+    }
+
+    /// Publishes an audit frame; it carries the current `seq` and does not advance it.
+    pub fn publish_outgoing(&self, bot: i64, time: i64, data: Outgoing) {
+        let mut inner = self.inner.lock();
+        let seq = inner.last_seq;
+        let frame = OutgoingFrame { tag: OutgoingTag::Outgoing, seq, time, bot, data };
+        let json = to_json(&frame);
+        self.fan_out(&mut inner, Arc::new(Frame { seq, payload: Payload::Outgoing(frame), json }));
+    }
+
+    fn fan_out(&self, inner: &mut Inner, frame: Arc<Frame>) {
+        if self.config.replay > 0 {
+            if inner.ring.len() == self.config.replay {
+                inner.ring.pop_front();
+            }
+            inner.ring.push_back(frame.clone());
+        }
+        let outgoing = frame.is_outgoing();
+        inner.consumers.retain(|c| {
+            if outgoing && !c.wants_outgoing {
+                return true;
+            }
+            match c.tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    c.lagged.store(true, Ordering::Release);
+                    self.dropped_consumers.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(consumer = %c.name, seq = frame.seq, "consumer lagged: queue full, dropped");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    /// Adds a consumer. With `since`, the frames after it that are still buffered
+    /// come back in `replay`, atomically with the subscription: none is missed
+    /// or repeated between the replay and the live queue.
+    pub fn subscribe(self: &Arc<Self>, name: &str, wants_outgoing: bool, since: Option<u64>) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.config.queue.max(1));
+        let consumer =
+            Arc::new(Consumer { name: name.to_owned(), wants_outgoing, tx, lagged: AtomicBool::new(false) });
+        let mut inner = self.inner.lock();
+        let mut replay = Vec::new();
+        let mut missed = None;
+        if let Some(since) = since {
+            let oldest_event = inner.ring.iter().find(|f| !f.is_outgoing()).map(|f| f.seq);
+            let first_kept = oldest_event.unwrap_or(inner.last_seq + 1);
+            if since + 1 < first_kept && since < inner.last_seq {
+                missed = Some(Missed { from: since + 1, to: first_kept - 1 });
+            }
+            replay = inner
+                .ring
+                .iter()
+                .filter(|f| f.seq > since && (wants_outgoing || !f.is_outgoing()))
+                .cloned()
+                .collect();
+        }
+        inner.consumers.push(consumer.clone());
+        let last_seq = inner.last_seq;
+        drop(inner);
+        Subscription { last_seq, replay, missed, rx, consumer, bus: Arc::downgrade(self) }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Utf8Bytes {
+    // Serializing our own schema types cannot fail: no maps with non-string keys.
+    Utf8Bytes::from(serde_json::to_string(value).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::UserEvent;
+
+    fn online() -> Event {
+        Event::User(UserEvent::Online)
+    }
+
+    #[tokio::test]
+    async fn every_consumer_gets_every_event_in_order() {
+        let bus = Bus::new(BusConfig { queue: 16, replay: 16 });
+        let mut a = bus.subscribe("a", false, None);
+        let mut b = bus.subscribe("b", false, None);
+        for _ in 0..10 {
+            bus.publish_event(1, 0, online());
+        }
+        for sub in [&mut a, &mut b] {
+            for seq in 1..=10 {
+                assert_eq!(sub.recv().await.map(|f| f.seq), Some(seq));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_only_that_consumer() {
+        let bus = Bus::new(BusConfig { queue: 4, replay: 100 });
+        let mut slow = bus.subscribe("slow", false, None);
+        let mut fast = bus.subscribe("fast", false, None);
+        for seq in 1..=20 {
+            bus.publish_event(1, 0, online());
+            assert_eq!(fast.recv().await.map(|f| f.seq), Some(seq));
+        }
+        for seq in 1..=4 {
+            assert_eq!(slow.recv().await.map(|f| f.seq), Some(seq));
+        }
+        assert!(slow.recv().await.is_none());
+        assert!(slow.lagged());
+        assert!(!fast.lagged());
+        assert_eq!(bus.dropped_consumers(), 1);
+        assert_eq!(bus.consumer_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn since_replays_and_reports_what_fell_out() {
+        let bus = Bus::new(BusConfig { queue: 16, replay: 5 });
+        for _ in 0..10 {
+            bus.publish_event(1, 0, online());
+        }
+        let sub = bus.subscribe("r", false, Some(7));
+        assert_eq!(sub.replay.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![8, 9, 10]);
+        assert_eq!(sub.missed, None);
+        let sub = bus.subscribe("r", false, Some(2));
+        assert_eq!(sub.replay.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![6, 7, 8, 9, 10]);
+        assert_eq!(sub.missed, Some(Missed { from: 3, to: 5 }));
+        let sub = bus.subscribe("r", false, Some(10));
+        assert!(sub.replay.is_empty() && sub.missed.is_none());
+    }
+
+    #[tokio::test]
+    async fn dropping_a_subscription_unsubscribes() {
+        let bus = Bus::new(BusConfig::default());
+        let sub = bus.subscribe("x", false, None);
+        assert_eq!(bus.consumer_count(), 1);
+        drop(sub);
+        assert_eq!(bus.consumer_count(), 0);
+    }
+}

@@ -1,0 +1,229 @@
+//! Configuration: the TOML file, the command-line flags that override it key by
+//! key, and the resolved `Settings` the bridge starts from. A bad file stops
+//! start-up with a message naming the file and the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::backend::sim::WorldConfig;
+use crate::bus::BusConfig;
+use crate::registry::RegistryConfig;
+use crate::ws::WsConfig;
+
+/// The config file. Every key is also a `serve` flag (with `-` for `_`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+    pub bots: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub max_frame: Option<usize>,
+    pub replay: Option<usize>,
+    pub queue: Option<usize>,
+    pub id_capacity: Option<usize>,
+    pub id_ttl: Option<u64>,
+    pub ping_interval: Option<u64>,
+    #[serde(default)]
+    pub account: Vec<AccountConfig>,
+    pub sim: Option<WorldConfig>,
+}
+
+/// One chat account.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AccountConfig {
+    /// A simulated account in the world from `[sim]` (or the built-in one).
+    Sim { id: i64 },
+}
+
+impl AccountConfig {
+    pub fn id(&self) -> i64 {
+        match self {
+            Self::Sim { id } => *id,
+        }
+    }
+}
+
+/// `botbridge serve` flags. Each wins over the same key in the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Token clients must present.
+    #[arg(long, env = "BOTBRIDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Folder of wasm bots to load and watch [default: ./bots].
+    #[arg(long, value_name = "DIR")]
+    pub bots: Option<PathBuf>,
+    /// Folder for durable state [default: ./state].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Largest client frame in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame: Option<usize>,
+    /// Events kept for `?since=` replay [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub replay: Option<usize>,
+    /// Frames a consumer may have queued before it is dropped as lagging [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub queue: Option<usize>,
+    /// Most IDs the registry keeps [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub id_capacity: Option<usize>,
+    /// Seconds an ID stays valid [default: 86400].
+    #[arg(long, value_name = "SECONDS")]
+    pub id_ttl: Option<u64>,
+    /// Seconds between keepalive pings [default: 20].
+    #[arg(long, value_name = "SECONDS")]
+    pub ping_interval: Option<u64>,
+}
+
+/// Everything the bridge starts from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub bots: PathBuf,
+    pub state_dir: PathBuf,
+    pub ws: WsConfig,
+    pub bus: BusConfig,
+    pub registry: RegistryConfig,
+    pub accounts: Vec<AccountConfig>,
+    pub world: WorldConfig,
+}
+
+/// The built-in account when none is configured.
+pub const DEFAULT_ACCOUNT: i64 = 10001;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            bots: "bots".into(),
+            state_dir: "state".into(),
+            ws: WsConfig::default(),
+            bus: BusConfig::default(),
+            registry: RegistryConfig::default(),
+            accounts: vec![AccountConfig::Sim { id: DEFAULT_ACCOUNT }],
+            world: WorldConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        let config: Self = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for account in &config.account {
+            if !seen.insert(account.id()) {
+                return Err(invalid(format!("account: id {} appears twice", account.id())));
+            }
+        }
+        for (key, value) in [("max_frame", config.max_frame), ("queue", config.queue), ("id_capacity", config.id_capacity)]
+        {
+            if value == Some(0) {
+                return Err(invalid(format!("{key}: must be at least 1")));
+            }
+        }
+        if config.ping_interval == Some(0) || config.id_ttl == Some(0) {
+            return Err(invalid("ping_interval and id_ttl: must be at least 1 second".into()));
+        }
+        Ok(config)
+    }
+}
+
+impl Settings {
+    /// Flags over file over defaults.
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let d = Settings::default();
+        let nonzero = |key: &str, v: Option<usize>| match v {
+            Some(0) => Err(ConfigError::Invalid { path: "--".into(), message: format!("--{key}: must be at least 1") }),
+            _ => Ok(()),
+        };
+        nonzero("max-frame", args.max_frame)?;
+        nonzero("queue", args.queue)?;
+        nonzero("id-capacity", args.id_capacity)?;
+        let accounts = if file.account.is_empty() { d.accounts } else { file.account };
+        Ok(Self {
+            listen: args.listen.clone().or(file.listen).unwrap_or(d.listen),
+            bots: args.bots.clone().or(file.bots).unwrap_or(d.bots),
+            state_dir: args.state_dir.clone().or(file.state_dir).unwrap_or(d.state_dir),
+            ws: WsConfig {
+                token: args.token.clone().or(file.token).filter(|t| !t.is_empty()),
+                max_frame: args.max_frame.or(file.max_frame).unwrap_or(d.ws.max_frame),
+                ping_interval: args
+                    .ping_interval
+                    .or(file.ping_interval)
+                    .map(|s| Duration::from_secs(s.max(1)))
+                    .unwrap_or(d.ws.ping_interval),
+            },
+            bus: BusConfig {
+                queue: args.queue.or(file.queue).unwrap_or(d.bus.queue),
+                replay: args.replay.or(file.replay).unwrap_or(d.bus.replay),
+            },
+            registry: RegistryConfig {
+                capacity: args.id_capacity.or(file.id_capacity).unwrap_or(d.registry.capacity),
+                ttl: args.id_ttl.or(file.id_ttl).map(|s| Duration::from_secs(s.max(1))).unwrap_or(d.registry.ttl),
+            },
+            accounts,
+            world: file.sim.unwrap_or(d.world),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_the_key_and_file() {
+        let err = FileConfig::parse("listen = \"x\"\nlisten_on = 1\n", Path::new("bb.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("bb.toml") && msg.contains("listen_on"), "{msg}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9\"\nqueue = 7\n[[account]]\nid = 5\nbackend = \"sim\"\n").unwrap();
+        let args = ServeArgs { config: Some(path), listen: Some("127.0.0.1:10".into()), ..Default::default() };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:10");
+        assert_eq!(s.bus.queue, 7);
+        assert_eq!(s.accounts, vec![AccountConfig::Sim { id: 5 }]);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for text in ["queue = 0", "queue = \"many\"", "[[account]]\nid = 1\nbackend = \"carrier-pigeon\"", "[[account]]\nbackend = \"sim\""] {
+            assert!(FileConfig::parse(text, Path::new("x.toml")).is_err(), "{text}");
+        }
+    }
+}

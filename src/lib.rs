@@ -1,0 +1,14 @@
+//! botbridge: one event-and-operation schema for chat bots, served over a
+//! WebSocket to remote clients and as a WIT world to sandboxed wasm bots.
+//!
+//! Data flows backend → [`bridge`] (registry IDs) → [`bus`] → consumers, and
+//! operations flow back through [`bridge::Bridge::execute`].
+
+pub mod app;
+pub mod backend;
+pub mod bridge;
+pub mod bus;
+pub mod config;
+pub mod registry;
+pub mod schema;
+pub mod ws;

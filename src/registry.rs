@@ -1,0 +1,394 @@
+//! The ID registry: opaque string IDs ⇄ backend handles, shared by every consumer.
+//!
+//! An ID is `KIND` + base64url(serial ‖ MAC(kind, serial)): the 96-bit keyed MAC
+//! makes it unguessable (an ID is a capability) and lets a lookup tell an ID this
+//! bridge issued and has since dropped (*expired*) from one it never issued
+//! (*unknown*) without remembering dropped IDs. Serials grow by one, so live
+//! entries sit in a ring indexed by `serial - base`: O(1) lookups, and since every
+//! entry has the same TTL, the oldest is always at the front, bounded by capacity.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use parking_lot::Mutex;
+use subtle::ConstantTimeEq;
+
+use crate::schema::Target;
+
+/// Milliseconds since the unix epoch; injectable so tests need no sleeps.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(start_ms: u64) -> Self {
+        Self(AtomicU64::new(start_ms))
+    }
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What an ID stands for. The kind is part of the ID (its first character).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    /// A message, as in MessageSource: recall it, quote it.
+    Source,
+    /// A received message's replyKey.
+    ReplyKey,
+    /// A message the bridge sent: RecallReceipt.
+    Receipt,
+    /// A friend request, group invite or join request to answer.
+    Request,
+}
+
+impl IdKind {
+    fn prefix(self) -> char {
+        match self {
+            Self::Source => 'm',
+            Self::ReplyKey => 'r',
+            Self::Receipt => 'c',
+            Self::Request => 'q',
+        }
+    }
+    fn from_prefix(c: char) -> Option<Self> {
+        Some(match c {
+            'm' => Self::Source,
+            'r' => Self::ReplyKey,
+            'c' => Self::Receipt,
+            'q' => Self::Request,
+            _ => return None,
+        })
+    }
+}
+
+/// A message inside one account, as the backend knows it. Upstream message IDs
+/// are only unique per scene, so the scene is part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageRef {
+    pub bot: i64,
+    pub target: Target,
+    /// The backend's own message ID (OneBot's are 32-bit and may be negative).
+    pub backend_id: i64,
+}
+
+/// A message: who sent it, when, and a text preview for quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub msg: MessageRef,
+    pub sender: i64,
+    pub time: i64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Friend,
+    GroupInvite,
+    Join,
+}
+
+/// A pending request and the backend's token for answering it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub bot: i64,
+    pub kind: RequestKind,
+    pub token: String,
+    pub who: i64,
+    pub group: i64,
+}
+
+/// What the registry maps an ID to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handle {
+    Source(SourceInfo),
+    /// Replies go to the scene of the message the key came with.
+    ReplyKey(MessageRef),
+    Receipt(MessageRef),
+    Request(RequestInfo),
+}
+
+impl Handle {
+    pub fn kind(&self) -> IdKind {
+        match self {
+            Self::Source(_) => IdKind::Source,
+            Self::ReplyKey(_) => IdKind::ReplyKey,
+            Self::Receipt(_) => IdKind::Receipt,
+            Self::Request(_) => IdKind::Request,
+        }
+    }
+}
+
+/// Why a lookup failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("no such ID")]
+    Unknown,
+    #[error("the ID has expired")]
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryConfig {
+    pub capacity: usize,
+    pub ttl: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self { capacity: 1_000_000, ttl: Duration::from_secs(24 * 3600) }
+    }
+}
+
+struct Slot {
+    expires_ms: u64,
+    handle: Handle,
+}
+
+struct Ring {
+    /// Serial of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Slot>,
+    /// Source IDs by message, so a recall event names the ID consumers already saw.
+    by_message: HashMap<MessageRef, u64>,
+}
+
+/// The shared ID registry. Cheap to share behind an `Arc`.
+pub struct Registry {
+    key: [u8; 32],
+    config: RegistryConfig,
+    clock: Arc<dyn Clock>,
+    ring: Mutex<Ring>,
+}
+
+const MAC_LEN: usize = 12;
+
+impl Registry {
+    pub fn new(config: RegistryConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            key: rand::random(),
+            config,
+            clock,
+            ring: Mutex::new(Ring { base: 0, slots: VecDeque::new(), by_message: HashMap::new() }),
+        }
+    }
+
+    pub fn config(&self) -> RegistryConfig {
+        self.config
+    }
+
+    /// Issues a new ID for `handle`.
+    pub fn issue(&self, handle: Handle) -> String {
+        let now = self.clock.now_ms();
+        let kind = handle.kind();
+        let mut ring = self.ring.lock();
+        Self::prune(&mut ring, now, self.config.capacity.saturating_sub(1));
+        let serial = ring.base + ring.slots.len() as u64;
+        if let Handle::Source(info) = &handle {
+            ring.by_message.insert(info.msg, serial);
+        }
+        ring.slots.push_back(Slot { expires_ms: now + self.config.ttl.as_millis() as u64, handle });
+        drop(ring);
+        self.encode(kind, serial)
+    }
+
+    /// The source ID already issued for `msg`, if it is still live.
+    pub fn source_of(&self, msg: &MessageRef) -> Option<String> {
+        let now = self.clock.now_ms();
+        let mut ring = self.ring.lock();
+        Self::prune(&mut ring, now, self.config.capacity);
+        let serial = *ring.by_message.get(msg)?;
+        drop(ring);
+        Some(self.encode(IdKind::Source, serial))
+    }
+
+    /// Resolves an ID of the expected kind. An ID of another kind is *unknown*.
+    pub fn lookup(&self, id: &str, expected: IdKind) -> Result<Handle, LookupError> {
+        let (kind, serial) = self.decode(id).ok_or(LookupError::Unknown)?;
+        if kind != expected {
+            return Err(LookupError::Unknown);
+        }
+        let now = self.clock.now_ms();
+        let mut ring = self.ring.lock();
+        Self::prune(&mut ring, now, self.config.capacity);
+        if serial < ring.base {
+            return Err(LookupError::Expired);
+        }
+        let slot = ring.slots.get((serial - ring.base) as usize).ok_or(LookupError::Unknown)?;
+        Ok(slot.handle.clone())
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        let mut ring = self.ring.lock();
+        Self::prune(&mut ring, self.clock.now_ms(), self.config.capacity);
+        ring.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops expired entries, then the oldest until at most `keep` remain.
+    fn prune(ring: &mut Ring, now: u64, keep: usize) {
+        while let Some(front) = ring.slots.front() {
+            if front.expires_ms > now && ring.slots.len() <= keep {
+                break;
+            }
+            if let Some(slot) = ring.slots.pop_front()
+                && let Handle::Source(info) = &slot.handle
+                && ring.by_message.get(&info.msg) == Some(&ring.base)
+            {
+                ring.by_message.remove(&info.msg);
+            }
+            ring.base += 1;
+        }
+    }
+
+    fn mac(&self, kind: IdKind, serial: u64) -> [u8; MAC_LEN] {
+        let mut input = [0u8; 9];
+        input[0] = kind.prefix() as u8;
+        input[1..].copy_from_slice(&serial.to_be_bytes());
+        let hash = blake3::keyed_hash(&self.key, &input);
+        let mut mac = [0u8; MAC_LEN];
+        mac.copy_from_slice(&hash.as_bytes()[..MAC_LEN]);
+        mac
+    }
+
+    fn encode(&self, kind: IdKind, serial: u64) -> String {
+        let mut raw = [0u8; 8 + MAC_LEN];
+        raw[..8].copy_from_slice(&serial.to_be_bytes());
+        raw[8..].copy_from_slice(&self.mac(kind, serial));
+        let mut id = String::with_capacity(28);
+        id.push(kind.prefix());
+        URL_SAFE_NO_PAD.encode_string(raw, &mut id);
+        id
+    }
+
+    /// The kind and serial of an ID this registry issued, or `None`.
+    fn decode(&self, id: &str) -> Option<(IdKind, u64)> {
+        let kind = IdKind::from_prefix(id.chars().next()?)?;
+        let raw = URL_SAFE_NO_PAD.decode(id.get(1..)?).ok()?;
+        if raw.len() != 8 + MAC_LEN {
+            return None;
+        }
+        let serial = u64::from_be_bytes(raw[..8].try_into().ok()?);
+        bool::from(self.mac(kind, serial).ct_eq(&raw[8..])).then_some((kind, serial))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: i64) -> MessageRef {
+        MessageRef { bot: 1, target: Target::Group { group: 2 }, backend_id: id }
+    }
+
+    fn source(id: i64) -> Handle {
+        Handle::Source(SourceInfo { msg: msg(id), sender: 3, time: 0, text: String::new() })
+    }
+
+    fn registry(capacity: usize, ttl_s: u64) -> (Registry, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let reg = Registry::new(RegistryConfig { capacity, ttl: Duration::from_secs(ttl_s) }, clock.clone());
+        (reg, clock)
+    }
+
+    #[test]
+    fn ids_are_opaque_url_safe_and_resolve() {
+        let (reg, _) = registry(10, 60);
+        let a = reg.issue(source(1));
+        let b = reg.issue(source(2));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 28);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(reg.lookup(&a, IdKind::Source), Ok(source(1)));
+        assert_eq!(reg.lookup(&b, IdKind::Source), Ok(source(2)));
+        assert_eq!(reg.source_of(&msg(2)), Some(b));
+    }
+
+    #[test]
+    fn unknown_is_told_from_expired() {
+        let (reg, clock) = registry(10, 60);
+        let id = reg.issue(source(1));
+        assert_eq!(reg.lookup("garbage", IdKind::Source), Err(LookupError::Unknown));
+        assert_eq!(reg.lookup("", IdKind::Source), Err(LookupError::Unknown));
+        // A forged ID: right shape, wrong MAC.
+        let mut forged = id.clone().into_bytes();
+        let last = forged.len() - 1;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(reg.lookup(&forged, IdKind::Source), Err(LookupError::Unknown));
+        // Another registry's ID is unknown here.
+        let (other, _) = registry(10, 60);
+        assert_eq!(other.lookup(&id, IdKind::Source), Err(LookupError::Unknown));
+        // The right ID used as another kind is unknown.
+        assert_eq!(reg.lookup(&id, IdKind::Receipt), Err(LookupError::Unknown));
+
+        clock.advance(Duration::from_secs(59));
+        assert!(reg.lookup(&id, IdKind::Source).is_ok());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(reg.lookup(&id, IdKind::Source), Err(LookupError::Expired));
+        assert_eq!(reg.source_of(&msg(1)), None);
+        assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn capacity_evicts_the_oldest() {
+        let (reg, _) = registry(3, 60);
+        let ids: Vec<_> = (0..5).map(|i| reg.issue(source(i))).collect();
+        assert_eq!(reg.len(), 3);
+        assert_eq!(reg.lookup(&ids[0], IdKind::Source), Err(LookupError::Expired));
+        assert_eq!(reg.lookup(&ids[1], IdKind::Source), Err(LookupError::Expired));
+        for (i, id) in ids.iter().enumerate().skip(2) {
+            assert_eq!(reg.lookup(id, IdKind::Source), Ok(source(i as i64)));
+        }
+    }
+
+    #[test]
+    fn shared_across_threads() {
+        let (reg, _) = registry(100_000, 60);
+        let reg = Arc::new(reg);
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let reg = reg.clone();
+                std::thread::spawn(move || {
+                    (0..1000).map(|i| (reg.issue(source(t * 1000 + i)), t * 1000 + i)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for (id, n) in h.join().unwrap() {
+                assert_eq!(reg.lookup(&id, IdKind::Source), Ok(source(n)));
+            }
+        }
+    }
+}

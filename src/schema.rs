@@ -1,0 +1,712 @@
+//! The wire protocol: every JSON shape that crosses a transport, and nothing else.
+//!
+//! Sources: seed 000 (event envelope, revoke/user/group events), seed 004 (models,
+//! message elements, message events, operations) and DESIGN.md where they disagree.
+//! Transports (`ws`, `wasm`) serialize these types; they never define their own.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version announced in the `hello` frame.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+// ───────────────────────────── models (seed 004) ─────────────────────────────
+
+/// A member's or the account's rank in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Member,
+    Administrator,
+    Owner,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FriendModel {
+    pub id: i64,
+    pub nick: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberModel {
+    pub id: i64,
+    pub nick: String,
+    #[serde(default)]
+    pub name_card: String,
+    #[serde(default)]
+    pub name_card_or_nick: String,
+    pub permission: Permission,
+    #[serde(default)]
+    pub special_title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupModel {
+    pub id: i64,
+    pub name: String,
+    pub bot_permission: Permission,
+}
+
+// ─────────────────────────── message elements (seed 004) ───────────────────────────
+
+/// The `"type": "Image"` tag of the image nested in a `FlashImage`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageTag {
+    #[default]
+    Image,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NestedImage {
+    #[serde(rename = "type", default)]
+    pub tag: ImageTag,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub url: String,
+}
+
+/// One element of a message chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum Element {
+    /// First element of every received or sent chain; `id` is a registry ID.
+    MessageSource { id: String },
+    /// Text. Seed 004 names it both `Plain` and `PlainText`; `Plain` is written.
+    #[serde(alias = "PlainText")]
+    Plain { msg: String },
+    At {
+        target: i64,
+        #[serde(default)]
+        display: String,
+    },
+    AtAll,
+    Face { id: i64 },
+    /// `url` is a valid URL when received; `file://`, `http(s)://` or `base64:` when sent.
+    Image {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        url: String,
+    },
+    FlashImage { image: NestedImage },
+    Poke { poke_type: i64, name: String },
+    /// Receive only. Seed 004 spells the key `url:`, a slip: it is `url` here.
+    Voice {
+        #[serde(default)]
+        url: String,
+        #[serde(default)]
+        filename: String,
+    },
+    /// A reply to the message whose MessageSource ID is `id`. Seed 000's `reply`
+    /// fields `to`, `time` and `text` are filled in when known.
+    Quote {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    LightApp { content: String },
+    Service { id: i64, content: String },
+}
+
+pub type MessageChain = Vec<Element>;
+
+/// The plain text of a chain: its `Plain` elements joined.
+pub fn chain_text(chain: &[Element]) -> String {
+    chain
+        .iter()
+        .filter_map(|e| match e {
+            Element::Plain { msg } => Some(msg.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ───────────────────────────── events ─────────────────────────────
+
+/// A message event (seed 004), the `data` of a `msg` envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum MessageEvent {
+    GroupMessage {
+        group: GroupModel,
+        sender: MemberModel,
+        reply_key: String,
+        message: MessageChain,
+        bot: i64,
+        /// Seed 000's `known` for groups: the sender is anonymous.
+        #[serde(default, skip_serializing_if = "is_false")]
+        anonymous: bool,
+    },
+    FriendMessage {
+        sender: FriendModel,
+        message: MessageChain,
+        reply_key: String,
+        bot: i64,
+    },
+    /// A private message from a stranger; `group` is where they came from.
+    TempMessage {
+        group: GroupModel,
+        sender: FriendModel,
+        message: MessageChain,
+        reply_key: String,
+        bot: i64,
+    },
+}
+
+impl MessageEvent {
+    pub fn message(&self) -> &MessageChain {
+        match self {
+            Self::GroupMessage { message, .. }
+            | Self::FriendMessage { message, .. }
+            | Self::TempMessage { message, .. } => message,
+        }
+    }
+    pub fn reply_key(&self) -> &str {
+        match self {
+            Self::GroupMessage { reply_key, .. }
+            | Self::FriendMessage { reply_key, .. }
+            | Self::TempMessage { reply_key, .. } => reply_key,
+        }
+    }
+    /// The registry ID of this message (its leading MessageSource).
+    pub fn source_id(&self) -> Option<&str> {
+        self.message().iter().find_map(|e| match e {
+            Element::MessageSource { id } => Some(id.as_str()),
+            _ => None,
+        })
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatKind {
+    Private,
+    Group,
+}
+
+/// Seed 000's revoke event. `channel` is the group, or the other party in private.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeEvent {
+    #[serde(rename = "type")]
+    pub kind: ChatKind,
+    pub revoker: i64,
+    pub revokee: i64,
+    pub channel: i64,
+    #[serde(rename = "msgID")]
+    pub msg_id: String,
+}
+
+/// Seed 000's user events. `requestId` is added so a request can be answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum UserEvent {
+    Online,
+    Offline,
+    NewFriendRequest {
+        who: i64,
+        #[serde(default)]
+        nick: String,
+        #[serde(default)]
+        source: String,
+        #[serde(default)]
+        comment: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    GroupInvite {
+        group: i64,
+        #[serde(default)]
+        group_name: String,
+        inviter: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    FriendAdded {
+        who: i64,
+        #[serde(default)]
+        nick: String,
+    },
+    FriendRemoved {
+        who: i64,
+        #[serde(default)]
+        nick: String,
+    },
+    GroupJoined { which: i64 },
+    GroupLeft { which: i64, operator: i64 },
+}
+
+/// Seed 000's group events. `who: 0` on `mute` is the whole group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum GroupEvent {
+    JoinRequest {
+        who: i64,
+        group: i64,
+        #[serde(default)]
+        comment: String,
+        #[serde(default)]
+        inviter: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    /// `duration` in seconds; 0 lifts the mute.
+    Mute {
+        who: i64,
+        group: i64,
+        operator: i64,
+        duration: i64,
+    },
+    Admin { who: i64, group: i64, status: bool },
+    MemberJoined { who: i64, group: i64 },
+    MemberLeft { who: i64, group: i64, operator: i64 },
+}
+
+/// Seed 000's categories: `{"type": "msg" | "revoke" | "user" | "group", "data": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "lowercase")]
+pub enum Event {
+    Msg(MessageEvent),
+    Revoke(RevokeEvent),
+    User(UserEvent),
+    Group(GroupEvent),
+}
+
+/// Server → client event envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFrame {
+    #[serde(flatten)]
+    pub event: Event,
+    pub seq: u64,
+    pub time: i64,
+    pub bot: i64,
+}
+
+// ───────────────────────────── other server frames ─────────────────────────────
+
+/// The first frame on every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    #[serde(rename = "type")]
+    pub tag: HelloTag,
+    pub protocol: u32,
+    /// The last event `seq` so far; resume later with `?since=` this.
+    pub seq: u64,
+    pub bots: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HelloTag {
+    #[default]
+    Hello,
+}
+
+/// Sent after `hello` when `?since=` asked for events older than the replay buffer:
+/// events `from..=to` are gone; replay continues after them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    #[serde(rename = "type")]
+    pub tag: GapTag,
+    pub from: u64,
+    pub to: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GapTag {
+    #[default]
+    Gap,
+}
+
+/// Where a message was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Target {
+    Group { group: i64 },
+    Friend { friend: i64 },
+    Temp { group: i64, user: i64 },
+}
+
+/// The audit frame for every message the bridge sent for anyone (`?outgoing=1`).
+/// Its `seq` is the last event `seq` at the time; outgoing frames do not advance it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutgoingFrame {
+    #[serde(rename = "type")]
+    pub tag: OutgoingTag,
+    pub seq: u64,
+    pub time: i64,
+    pub bot: i64,
+    pub data: Outgoing,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutgoingTag {
+    #[default]
+    Outgoing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outgoing {
+    pub target: Target,
+    pub message: MessageChain,
+    pub source_id: String,
+    /// The wasm bot's name or the client's name.
+    pub by: String,
+}
+
+/// The answer to one operation; `id` echoes the request's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultFrame {
+    #[serde(rename = "type")]
+    pub tag: ResultTag,
+    pub id: Value,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<OpData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<OpError>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultTag {
+    #[default]
+    Result,
+}
+
+impl ResultFrame {
+    pub fn new(id: Value, outcome: Result<OpData, OpError>) -> Self {
+        match outcome {
+            Ok(data) => Self { tag: ResultTag::Result, id, ok: true, data: Some(data), error: None },
+            Err(err) => Self { tag: ResultTag::Result, id, ok: false, data: None, error: Some(err) },
+        }
+    }
+}
+
+// ───────────────────────────── operations (seed 004 + DESIGN) ─────────────────────────────
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyContent {
+    /// A `replyKey` from a message event.
+    pub id: String,
+    pub message: MessageChain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendToGroupContent {
+    #[serde(default)]
+    pub bot: Option<i64>,
+    pub group: i64,
+    pub message: MessageChain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendToFriendContent {
+    #[serde(default)]
+    pub bot: Option<i64>,
+    pub friend: i64,
+    pub message: MessageChain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecallReceiptContent {
+    pub receipt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RecallContent {
+    pub message_source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuteMemberContent {
+    #[serde(default)]
+    pub bot: Option<i64>,
+    pub group: i64,
+    pub member: i64,
+    /// Seconds; 0 lifts the mute.
+    pub time: i64,
+}
+
+/// Answer to a `newFriendRequest`, `groupInvite` or `joinRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HandleRequestContent {
+    pub request_id: String,
+    pub accept: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotContent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListMembersContent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<i64>,
+    pub group: i64,
+}
+
+/// Sim only: a simulated user sends a message. `group` alone: a group message;
+/// `friend`: a friend's private message; `group` + `temp: true`: a temp message
+/// from `sender` (a stranger) by way of that group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimMessageContent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friend: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub temp: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub anonymous: bool,
+    pub message: MessageChain,
+}
+
+/// Sim only: any other seed-000 event, as `{"type": …, "data": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimEventContent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<i64>,
+    pub event: Event,
+}
+
+/// Every operation, as `{"type": NAME, "content": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "content")]
+pub enum Operation {
+    Reply(ReplyContent),
+    SendToGroup(SendToGroupContent),
+    SendToFriend(SendToFriendContent),
+    RecallReceipt(RecallReceiptContent),
+    Recall(RecallContent),
+    MuteMember(MuteMemberContent),
+    HandleFriendRequest(HandleRequestContent),
+    HandleGroupInvite(HandleRequestContent),
+    HandleJoinRequest(HandleRequestContent),
+    ListFriends(#[serde(default)] BotContent),
+    ListGroups(#[serde(default)] BotContent),
+    ListMembers(ListMembersContent),
+    SimMessage(SimMessageContent),
+    SimEvent(SimEventContent),
+}
+
+impl Operation {
+    /// Every operation name, as written in `type`.
+    pub const NAMES: [&'static str; 14] = [
+        "Reply",
+        "SendToGroup",
+        "SendToFriend",
+        "RecallReceipt",
+        "Recall",
+        "MuteMember",
+        "HandleFriendRequest",
+        "HandleGroupInvite",
+        "HandleJoinRequest",
+        "ListFriends",
+        "ListGroups",
+        "ListMembers",
+        "SimMessage",
+        "SimEvent",
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Reply(_) => "Reply",
+            Self::SendToGroup(_) => "SendToGroup",
+            Self::SendToFriend(_) => "SendToFriend",
+            Self::RecallReceipt(_) => "RecallReceipt",
+            Self::Recall(_) => "Recall",
+            Self::MuteMember(_) => "MuteMember",
+            Self::HandleFriendRequest(_) => "HandleFriendRequest",
+            Self::HandleGroupInvite(_) => "HandleGroupInvite",
+            Self::HandleJoinRequest(_) => "HandleJoinRequest",
+            Self::ListFriends(_) => "ListFriends",
+            Self::ListGroups(_) => "ListGroups",
+            Self::ListMembers(_) => "ListMembers",
+            Self::SimMessage(_) => "SimMessage",
+            Self::SimEvent(_) => "SimEvent",
+        }
+    }
+}
+
+/// A client's request: an operation plus its correlation `id` (string or number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: Value,
+    pub op: Operation,
+}
+
+/// A request that could not be decoded, with whatever `id` could be read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRequest {
+    pub id: Value,
+    pub error: OpError,
+}
+
+impl Request {
+    /// Decodes one client text frame. Every failure carries a stable code and the
+    /// request's `id` when it had a readable one, so the answer can be correlated.
+    pub fn decode(text: &str) -> Result<Request, BadRequest> {
+        let value: Value = serde_json::from_str(text).map_err(|e| BadRequest {
+            id: Value::Null,
+            error: OpError::new(ErrorCode::MalformedJson, format!("not JSON: {e}")),
+        })?;
+        let Value::Object(mut obj) = value else {
+            return Err(BadRequest {
+                id: Value::Null,
+                error: OpError::new(ErrorCode::MalformedJson, "a request is a JSON object"),
+            });
+        };
+        let id = obj.remove("id").unwrap_or(Value::Null);
+        let bad = |code, message: String| BadRequest { id: id.clone(), error: OpError::new(code, message) };
+        if !matches!(id, Value::String(_) | Value::Number(_)) {
+            return Err(bad(ErrorCode::BadRequest, "`id` must be a string or a number".into()));
+        }
+        let name = match obj.get("type") {
+            Some(Value::String(name)) => name.clone(),
+            Some(_) => return Err(bad(ErrorCode::BadRequest, "`type` must be a string".into())),
+            None => return Err(bad(ErrorCode::BadRequest, "missing field `type`".into())),
+        };
+        if !Operation::NAMES.contains(&name.as_str()) {
+            return Err(bad(ErrorCode::UnknownType, format!("unknown operation type `{name}`")));
+        }
+        if let Some(extra) = obj.keys().find(|k| *k != "type" && *k != "content") {
+            return Err(bad(ErrorCode::BadRequest, format!("unknown field `{extra}`")));
+        }
+        obj.entry("content").or_insert_with(|| Value::Object(Default::default()));
+        match serde_json::from_value::<Operation>(Value::Object(obj)) {
+            Ok(op) => Ok(Request { id, op }),
+            Err(e) => Err(bad(ErrorCode::BadRequest, format!("{name}: {e}"))),
+        }
+    }
+}
+
+/// What a successful operation returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OpData {
+    #[serde(rename_all = "camelCase")]
+    Sent { receipt_id: String, source_id: String },
+    /// The `seq` of the event a Sim operation caused.
+    Caused { seq: u64 },
+    Friends { friends: Vec<FriendModel> },
+    Groups { groups: Vec<GroupModel> },
+    Members { members: Vec<MemberModel> },
+    /// Recall, mute and request answers return an empty object.
+    Done {},
+}
+
+/// Stable error codes, shared by the WebSocket protocol and the WIT world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MalformedJson,
+    BadRequest,
+    UnknownType,
+    UnknownBot,
+    AmbiguousBot,
+    UnknownReplyKey,
+    ExpiredReplyKey,
+    UnknownMessage,
+    ExpiredMessage,
+    UnknownReceipt,
+    ExpiredReceipt,
+    UnknownRequest,
+    ExpiredRequest,
+    AlreadyHandled,
+    AlreadyRecalled,
+    NotInGroup,
+    NotFriend,
+    UnknownMember,
+    PermissionDenied,
+    Muted,
+    BadMessage,
+    Unsupported,
+    Forbidden,
+    RateLimited,
+    Offline,
+    Timeout,
+    UpstreamError,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::BadRequest => "bad_request",
+            Self::UnknownType => "unknown_type",
+            Self::UnknownBot => "unknown_bot",
+            Self::AmbiguousBot => "ambiguous_bot",
+            Self::UnknownReplyKey => "unknown_reply_key",
+            Self::ExpiredReplyKey => "expired_reply_key",
+            Self::UnknownMessage => "unknown_message",
+            Self::ExpiredMessage => "expired_message",
+            Self::UnknownReceipt => "unknown_receipt",
+            Self::ExpiredReceipt => "expired_receipt",
+            Self::UnknownRequest => "unknown_request",
+            Self::ExpiredRequest => "expired_request",
+            Self::AlreadyHandled => "already_handled",
+            Self::AlreadyRecalled => "already_recalled",
+            Self::NotInGroup => "not_in_group",
+            Self::NotFriend => "not_friend",
+            Self::UnknownMember => "unknown_member",
+            Self::PermissionDenied => "permission_denied",
+            Self::Muted => "muted",
+            Self::BadMessage => "bad_message",
+            Self::Unsupported => "unsupported",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
+            Self::Offline => "offline",
+            Self::Timeout => "timeout",
+            Self::UpstreamError => "upstream_error",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A failed operation: a stable `code` to match on and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct OpError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl OpError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
