@@ -51,16 +51,18 @@ impl Default for BusConfig {
 }
 
 struct Consumer {
+    id: u64,
     name: String,
     wants_outgoing: bool,
     tx: mpsc::Sender<Arc<Frame>>,
-    lagged: AtomicBool,
+    lagged: Arc<AtomicBool>,
 }
 
 struct Inner {
     last_seq: u64,
     ring: VecDeque<Arc<Frame>>,
-    consumers: Vec<Arc<Consumer>>,
+    consumers: Vec<Consumer>,
+    next_consumer: u64,
 }
 
 pub struct Bus {
@@ -85,7 +87,8 @@ pub struct Subscription {
     /// Set when `since` was older than the replay buffer.
     pub missed: Option<Missed>,
     rx: mpsc::Receiver<Arc<Frame>>,
-    consumer: Arc<Consumer>,
+    id: u64,
+    lagged: Arc<AtomicBool>,
     bus: Weak<Bus>,
 }
 
@@ -102,14 +105,14 @@ impl Subscription {
 
     /// True when the bus dropped this consumer because its queue was full.
     pub fn lagged(&self) -> bool {
-        self.consumer.lagged.load(Ordering::Acquire)
+        self.lagged.load(Ordering::Acquire)
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         if let Some(bus) = self.bus.upgrade() {
-            bus.inner.lock().consumers.retain(|c| !Arc::ptr_eq(c, &self.consumer));
+            bus.inner.lock().consumers.retain(|c| c.id != self.id);
         }
     }
 }
@@ -127,7 +130,7 @@ impl Bus {
         }
         Arc::new(Self {
             config,
-            inner: Mutex::new(Inner { last_seq, ring, consumers: Vec::new() }),
+            inner: Mutex::new(Inner { last_seq, ring, consumers: Vec::new(), next_consumer: 0 }),
             dropped_consumers: AtomicU64::new(0),
         })
     }
@@ -195,9 +198,10 @@ impl Bus {
     /// or repeated between the replay and the live queue.
     pub fn subscribe(self: &Arc<Self>, name: &str, wants_outgoing: bool, since: Option<u64>) -> Subscription {
         let (tx, rx) = mpsc::channel(self.config.queue.max(1));
-        let consumer =
-            Arc::new(Consumer { name: name.to_owned(), wants_outgoing, tx, lagged: AtomicBool::new(false) });
+        let lagged = Arc::new(AtomicBool::new(false));
         let mut inner = self.inner.lock();
+        let id = inner.next_consumer;
+        inner.next_consumer += 1;
         let mut replay = Vec::new();
         let mut missed = None;
         if let Some(since) = since {
@@ -213,10 +217,10 @@ impl Bus {
                 .cloned()
                 .collect();
         }
-        inner.consumers.push(consumer.clone());
+        inner.consumers.push(Consumer { id, name: name.to_owned(), wants_outgoing, tx, lagged: lagged.clone() });
         let last_seq = inner.last_seq;
         drop(inner);
-        Subscription { last_seq, replay, missed, rx, consumer, bus: Arc::downgrade(self) }
+        Subscription { last_seq, replay, missed, rx, id, lagged, bus: Arc::downgrade(self) }
     }
 }
 

@@ -409,7 +409,7 @@ pub struct ReplyContent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendToGroupContent {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot: Option<i64>,
     pub group: i64,
     pub message: MessageChain,
@@ -418,7 +418,7 @@ pub struct SendToGroupContent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendToFriendContent {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot: Option<i64>,
     pub friend: i64,
     pub message: MessageChain,
@@ -439,7 +439,7 @@ pub struct RecallContent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MuteMemberContent {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot: Option<i64>,
     pub group: i64,
     pub member: i64,
@@ -605,7 +605,10 @@ impl Request {
         if let Some(extra) = obj.keys().find(|k| *k != "type" && *k != "content") {
             return Err(bad(ErrorCode::BadRequest, format!("unknown field `{extra}`")));
         }
-        obj.entry("content").or_insert_with(|| Value::Object(Default::default()));
+        match obj.entry("content").or_insert_with(|| Value::Object(Default::default())) {
+            Value::Object(_) => {}
+            _ => return Err(bad(ErrorCode::BadRequest, "`content` must be an object".into())),
+        }
         match serde_json::from_value::<Operation>(Value::Object(obj)) {
             Ok(op) => Ok(Request { id, op }),
             Err(e) => Err(bad(ErrorCode::BadRequest, format!("{name}: {e}"))),

@@ -1,0 +1,9 @@
+//! The integration tests: one binary, a module per feature.
+
+mod support;
+
+mod fixtures;
+mod ws_auth;
+mod ws_input;
+mod ws_ops;
+mod ws_stream;

@@ -1,0 +1,160 @@
+//! Test support: a bridge on port 0 and a WebSocket client that speaks the protocol.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use botbridge::app::Running;
+use botbridge::config::Settings;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const BOT: i64 = 10001;
+/// In the default world: the account is admin of GROUP, plain member of LOBBY.
+pub const GROUP: i64 = 20001;
+pub const LOBBY: i64 = 20002;
+pub const OWNER: i64 = 30001;
+pub const ADMIN: i64 = 30002;
+pub const MEMBER: i64 = 30003;
+pub const FRIEND: i64 = 40001;
+pub const STRANGER: i64 = 50001;
+
+pub fn settings() -> Settings {
+    Settings { listen: "127.0.0.1:0".into(), ..Settings::default() }
+}
+
+pub async fn start(settings: Settings) -> Running {
+    botbridge::app::start(settings).await.expect("bridge starts")
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A protocol client: `call` sends an operation and returns its result, keeping
+/// any events that arrive meanwhile for `event`.
+pub struct Client {
+    pub ws: Socket,
+    pub hello: Value,
+    backlog: VecDeque<Value>,
+    next_id: u64,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connects");
+        let mut client = Client { ws, hello: Value::Null, backlog: VecDeque::new(), next_id: 0 };
+        client.hello = client.frame().await;
+        assert_eq!(client.hello["type"], "hello", "first frame is hello");
+        client
+    }
+
+    /// The next JSON frame from the socket (pings skipped).
+    pub async fn frame(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the timeout")
+                .expect("socket open")
+                .expect("no socket error");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("server frames are JSON"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.expect("send");
+    }
+
+    /// The next non-result frame (event, outgoing, gap).
+    pub async fn event(&mut self) -> Value {
+        if let Some(v) = self.backlog.pop_front() {
+            return v;
+        }
+        loop {
+            let v = self.frame().await;
+            if v["type"] != "result" {
+                return v;
+            }
+        }
+    }
+
+    /// Waits for the result frame with this `id`.
+    pub async fn result_for(&mut self, id: &Value) -> Value {
+        loop {
+            let v = self.frame().await;
+            if v["type"] == "result" && &v["id"] == id {
+                return v;
+            }
+            self.backlog.push_back(v);
+        }
+    }
+
+    /// Sends one operation; returns the whole result frame.
+    pub async fn call(&mut self, op: &str, content: Value) -> Value {
+        self.next_id += 1;
+        let id = json!(format!("t-{}", self.next_id));
+        let frame = json!({"type": op, "id": id, "content": content});
+        self.send_text(&frame.to_string()).await;
+        self.result_for(&id).await
+    }
+
+    /// Calls and expects success; returns `data`.
+    pub async fn ok(&mut self, op: &str, content: Value) -> Value {
+        let r = self.call(op, content.clone()).await;
+        assert_eq!(r["ok"], true, "{op} {content} failed: {r}");
+        r["data"].clone()
+    }
+
+    /// Calls and expects failure; returns the error `code`.
+    pub async fn code(&mut self, op: &str, content: Value) -> String {
+        let r = self.call(op, content.clone()).await;
+        assert_eq!(r["ok"], false, "{op} {content} should fail: {r}");
+        r["error"]["code"].as_str().expect("error code").to_owned()
+    }
+
+    /// Injects a group message from `sender`; returns the GroupMessage event.
+    pub async fn group_message(&mut self, group: i64, sender: i64, text: &str) -> Value {
+        let data = self
+            .ok("SimMessage", json!({"group": group, "sender": sender, "message": [{"type": "Plain", "msg": text}]}))
+            .await;
+        self.event_with_seq(data["seq"].as_u64().expect("seq")).await
+    }
+
+    /// Skips events until the one with `seq`.
+    pub async fn event_with_seq(&mut self, seq: u64) -> Value {
+        loop {
+            let e = self.event().await;
+            if e["seq"].as_u64() == Some(seq) && e["type"] != "outgoing" {
+                return e;
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind`.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let e = self.event().await;
+            if e["type"] == kind {
+                return e;
+            }
+        }
+    }
+}
+
+pub fn source_id(event: &Value) -> String {
+    event["data"]["message"][0]["id"].as_str().expect("MessageSource id").to_owned()
+}
+
+pub fn reply_key(event: &Value) -> String {
+    event["data"]["replyKey"].as_str().expect("replyKey").to_owned()
+}
+
+pub fn plain(text: &str) -> Value {
+    json!([{"type": "Plain", "msg": text}])
+}

@@ -1,0 +1,129 @@
+//! The event stream: resume with `since`, the outgoing audit stream, IDs shared
+//! across connections, and a stalled client that cannot hold up the others.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn since_replays_what_was_missed() {
+    let bridge = start(settings()).await;
+    let mut c = Client::connect(&bridge.ws_url()).await;
+    for i in 1..=5 {
+        c.group_message(GROUP, MEMBER, &format!("m{i}")).await;
+    }
+    drop(c);
+    let mut r = Client::connect(&format!("{}?since=2", bridge.ws_url())).await;
+    assert_eq!(r.hello["seq"], 5);
+    for seq in 3..=5 {
+        let e = r.event().await;
+        assert_eq!(e["seq"], seq);
+        assert_eq!(e["data"]["message"][1]["msg"], format!("m{seq}"));
+    }
+    // Then live events follow, in order, with nothing repeated.
+    let e = r.group_message(GROUP, MEMBER, "live").await;
+    assert_eq!(e["seq"], 6);
+    // A replayed reply key still works.
+    let mut again = Client::connect(&format!("{}?since=4", bridge.ws_url())).await;
+    let e = again.event().await;
+    assert_eq!(e["seq"], 5);
+    again.ok("Reply", json!({"id": reply_key(&e), "message": plain("caught up")})).await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn since_older_than_the_buffer_says_so() {
+    let mut s = settings();
+    s.bus.replay = 3;
+    let bridge = start(s).await;
+    let mut c = Client::connect(&bridge.ws_url()).await;
+    for i in 1..=6 {
+        c.group_message(GROUP, MEMBER, &format!("m{i}")).await;
+    }
+    let mut r = Client::connect(&format!("{}?since=1", bridge.ws_url())).await;
+    assert_eq!(r.event().await, json!({"type": "gap", "from": 2, "to": 3}));
+    for seq in 4..=6 {
+        assert_eq!(r.event().await["seq"], seq);
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn outgoing_frames_only_for_those_who_ask() {
+    let bridge = start(settings()).await;
+    let mut audit = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    let mut plain_client = Client::connect(&bridge.ws_url()).await;
+    let mut actor = Client::connect(&format!("{}?name=actor", bridge.ws_url())).await;
+    let sent = actor.ok("SendToFriend", json!({"friend": FRIEND, "message": plain("audited")})).await;
+    let out = audit.next_of("outgoing").await;
+    assert_eq!(out["bot"], BOT);
+    assert_eq!(out["data"]["sourceId"], sent["sourceId"]);
+    assert_eq!(out["data"]["target"], json!({"type": "friend", "friend": FRIEND}));
+    assert!(out["data"]["by"].as_str().unwrap().starts_with("actor#"));
+    // The plain client sees the next event, not the outgoing frame.
+    let seq = actor.ok("SimMessage", json!({"friend": FRIEND, "message": plain("x")})).await["seq"].clone();
+    let e = plain_client.event().await;
+    assert_eq!(e["type"], "msg");
+    assert_eq!(e["seq"], seq);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn ids_cross_connections() {
+    let bridge = start(settings()).await;
+    let mut a = Client::connect(&bridge.ws_url()).await;
+    let mut b = Client::connect(&bridge.ws_url()).await;
+    let seen_by_a = a.group_message(GROUP, MEMBER, "cross").await;
+    let seen_by_b = b.event().await;
+    assert_eq!(seen_by_a, seen_by_b, "both clients see the same event and IDs");
+    b.ok("Reply", json!({"id": reply_key(&seen_by_a), "message": plain("b answers a's event")})).await;
+    let sent = a.ok("SendToGroup", json!({"group": GROUP, "message": plain("a sends")})).await;
+    b.ok("RecallReceipt", json!({"receipt": sent["receiptId"]})).await;
+    b.ok("Recall", json!({"messageSource": source_id(&seen_by_a)})).await;
+    // Both see both recalls.
+    for c in [&mut a, &mut b] {
+        assert_eq!(c.next_of("revoke").await["data"]["msgID"], sent["sourceId"]);
+        assert_eq!(c.next_of("revoke").await["data"]["msgID"], source_id(&seen_by_a));
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_does_not_stop_the_others() {
+    let mut s = settings();
+    s.bus.queue = 64;
+    let bridge = start(s).await;
+    // Connects, then never reads.
+    let (mut stalled, _) = tokio_tungstenite::connect_async(bridge.ws_url()).await.unwrap();
+    let mut reader = Client::connect(&bridge.ws_url()).await;
+    let mut sender = Client::connect(&bridge.ws_url()).await;
+    // Enough bytes to fill both kernel socket buffers and the 64-frame queue.
+    let text = "x".repeat(64 * 1024);
+    let total = 400u64;
+    let consume = tokio::spawn(async move {
+        for seq in 1..=total {
+            let e = reader.event().await;
+            assert_eq!(e["seq"], seq, "every event, in order");
+        }
+    });
+    for _ in 0..total {
+        sender.ok("SimMessage", json!({"group": GROUP, "sender": MEMBER, "message": plain(&text)})).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), consume).await.expect("reader got every event").unwrap();
+    assert!(bridge.bridge.bus().dropped_consumers() >= 1, "the stalled client was dropped");
+    // When it finally reads, it finds a close frame telling it how to resume.
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stalled.next()).await.expect("frames") {
+            Some(Ok(Message::Close(frame))) => break frame.expect("close code"),
+            Some(Ok(_)) => continue,
+            other => panic!("expected close, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), botbridge::ws::CLOSE_LAGGED);
+    assert!(close.reason.as_str().starts_with("lagged; resume with since="), "{}", close.reason);
+    bridge.shutdown().await;
+}
