@@ -1,1 +1,162 @@
-fn main(){}
+//! `cargo bench --bench throughput`: WebSocket delivery rate to 1, 10 and 100
+//! clients, and the operation round trip next to a bare WebSocket echo measured
+//! in the same run. Prints a table; asserts nothing (machines here are noisy).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use botbridge::backend::{BackendEvent, IncomingMessage, Sender};
+use botbridge::config::Settings;
+use botbridge::schema::{Element, GroupModel, MemberModel, Permission, Target};
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+const CHUNK: u64 = 2048;
+
+fn message(i: i64) -> BackendEvent {
+    BackendEvent::Message(IncomingMessage {
+        target: Target::Group { group: 20001 },
+        group: Some(GroupModel { id: 20001, name: "botbridge dev".into(), bot_permission: Permission::Administrator }),
+        sender: Sender::Member(MemberModel {
+            id: 30003,
+            nick: "Mia".into(),
+            name_card: String::new(),
+            name_card_or_nick: "Mia".into(),
+            permission: Permission::Member,
+            special_title: String::new(),
+        }),
+        backend_id: i,
+        time: 1_732_230_000,
+        quote: None,
+        elements: vec![Element::Plain { msg: "a typical chat line of some forty chars".into() }],
+        anonymous: false,
+    })
+}
+
+/// Frames per second delivered to `clients` WebSocket clients.
+async fn delivery(clients: usize, events: u64) -> f64 {
+    let mut settings = Settings { listen: "127.0.0.1:0".into(), ..Settings::default() };
+    settings.bus.queue = 4 * CHUNK as usize;
+    settings.bus.replay = 1024;
+    let running = botbridge::app::start(settings).await.expect("start");
+    let counters: Vec<Arc<AtomicU64>> = (0..clients).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    for counter in &counters {
+        let (mut ws, _) = tokio_tungstenite::connect_async(running.ws_url()).await.expect("connect");
+        ws.next().await; // hello
+        let counter = counter.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(_) = msg {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let bridge = running.bridge.clone();
+    let min = |c: &[Arc<AtomicU64>]| c.iter().map(|c| c.load(Ordering::Relaxed)).min().unwrap_or(0);
+    let start = Instant::now();
+    let mut published = 0;
+    while published < events {
+        // Keep at most two chunks in flight so no client's queue overflows.
+        while published >= 2 * CHUNK && min(&counters) < published - 2 * CHUNK {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        for _ in 0..CHUNK {
+            bridge.ingest(10001, message(published as i64));
+            published += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    while min(&counters) < events {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(bridge.bus().dropped_consumers(), 0, "no client lagged");
+    running.shutdown().await;
+    (events * clients as u64) as f64 / elapsed.as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// Round trips of one operation, sequentially.
+async fn op_round_trip(n: usize) -> Vec<Duration> {
+    let running = botbridge::app::start(Settings { listen: "127.0.0.1:0".into(), ..Settings::default() }).await.expect("start");
+    let (mut ws, _) = tokio_tungstenite::connect_async(running.ws_url()).await.expect("connect");
+    ws.next().await;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let frame = json!({"type": "SendToGroup", "id": i, "content": {"group": 20001, "message": [{"type": "Plain", "msg": "pong"}]}})
+            .to_string();
+        let t = Instant::now();
+        ws.send(Message::Text(frame.into())).await.expect("send");
+        loop {
+            if let Some(Ok(Message::Text(_))) = ws.next().await {
+                break;
+            }
+        }
+        times.push(t.elapsed());
+    }
+    running.shutdown().await;
+    times.sort();
+    times
+}
+
+/// Round trips through a bare tokio-tungstenite echo server, same frame size.
+async fn echo_round_trip(n: usize) -> Vec<Duration> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.expect("connect");
+    let frame = json!({"type": "SendToGroup", "id": 1, "content": {"group": 20001, "message": [{"type": "Plain", "msg": "pong"}]}})
+        .to_string();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        ws.send(Message::Text(frame.clone().into())).await.expect("send");
+        ws.next().await;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 10 } else { 1 };
+    println!("## WebSocket delivery (events published through the bridge, frames counted at clients)\n");
+    println!("| clients | events | frames/s |");
+    println!("|---:|---:|---:|");
+    for (clients, events) in [(1usize, 400_000u64), (10, 100_000), (100, 20_000)] {
+        let events = events / scale;
+        let rate = runtime.block_on(delivery(clients, events));
+        println!("| {clients} | {events} | {:.0} |", rate);
+    }
+    let n = 20_000 / scale as usize;
+    let (op, echo) = runtime.block_on(async { (op_round_trip(n).await, echo_round_trip(n).await) });
+    println!("\n## Round trip, {n} sequential calls\n");
+    println!("| what | p50 µs | p99 µs |");
+    println!("|---|---:|---:|");
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("| SendToGroup through botbridge | {:.1} | {:.1} |", us(percentile(&op, 0.5)), us(percentile(&op, 0.99)));
+    println!("| bare tokio-tungstenite echo | {:.1} | {:.1} |", us(percentile(&echo, 0.5)), us(percentile(&echo, 0.99)));
+    println!(
+        "\nratio p50 botbridge/echo: {:.2}",
+        percentile(&op, 0.5).as_secs_f64() / percentile(&echo, 0.5).as_secs_f64()
+    );
+}

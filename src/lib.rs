@@ -10,5 +10,6 @@ pub mod bridge;
 pub mod bus;
 pub mod config;
 pub mod registry;
+pub mod wasm;
 pub mod schema;
 pub mod ws;

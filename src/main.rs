@@ -17,6 +17,12 @@ struct Cli {
 enum Command {
     /// Run the bridge (on the built-in simulated world unless accounts are configured).
     Serve(ServeArgs),
+    /// A line-mode WebSocket client: sends each stdin line as a frame, prints each frame received.
+    Connect {
+        /// e.g. ws://127.0.0.1:8080/ws?outgoing=1
+        #[arg(default_value = "ws://127.0.0.1:8080/ws")]
+        url: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +34,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = Settings::resolve(&args)?;
             tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(serve(settings))
+        }
+        Command::Connect { url } => {
+            tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(connect(url))
         }
     }
 }
@@ -63,4 +72,34 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+async fn connect(url: String) -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::AsyncBufReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connecting to {url}"))?;
+    let (mut tx, mut rx) = ws.split();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line? {
+                Some(line) if line.trim().is_empty() => {}
+                Some(line) => tx.send(Message::Text(line.into())).await?,
+                None => break,
+            },
+            frame = rx.next() => match frame {
+                Some(Ok(Message::Text(t))) => println!("{t}"),
+                Some(Ok(Message::Close(c))) => {
+                    println!("closed: {c:?}");
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            },
+        }
+    }
+    Ok(())
 }

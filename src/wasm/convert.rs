@@ -1,0 +1,217 @@
+//! Schema ⇄ WIT: the same events and operations, as WIT types. Operations from
+//! a bot become `schema::Operation`s and take the bridge's one path.
+
+use crate::schema as s;
+
+use super::bindings::botbridge::bot::types as w;
+
+fn permission(p: s::Permission) -> w::Permission {
+    match p {
+        s::Permission::Member => w::Permission::Member,
+        s::Permission::Administrator => w::Permission::Administrator,
+        s::Permission::Owner => w::Permission::Owner,
+    }
+}
+
+pub fn friend(f: &s::FriendModel) -> w::Friend {
+    w::Friend { id: f.id, nick: f.nick.clone() }
+}
+
+pub fn member(m: &s::MemberModel) -> w::Member {
+    w::Member {
+        id: m.id,
+        nick: m.nick.clone(),
+        name_card: m.name_card.clone(),
+        name_card_or_nick: m.name_card_or_nick.clone(),
+        permission: permission(m.permission),
+        special_title: m.special_title.clone(),
+    }
+}
+
+pub fn group(g: &s::GroupModel) -> w::Group {
+    w::Group { id: g.id, name: g.name.clone(), bot_permission: permission(g.bot_permission) }
+}
+
+pub fn element(e: &s::Element) -> w::Element {
+    match e {
+        s::Element::MessageSource { id } => w::Element::MessageSource(id.clone()),
+        s::Element::Plain { msg } => w::Element::Plain(msg.clone()),
+        s::Element::At { target, display } => w::Element::At(w::At { target: *target, display: display.clone() }),
+        s::Element::AtAll => w::Element::AtAll,
+        s::Element::Face { id } => w::Element::Face(*id),
+        s::Element::Image { id, url } => w::Element::Image(w::Image { id: id.clone(), url: url.clone() }),
+        s::Element::FlashImage { image } => {
+            w::Element::FlashImage(w::Image { id: image.id.clone(), url: image.url.clone() })
+        }
+        s::Element::Poke { poke_type, name } => w::Element::Poke(w::Poke { poke_type: *poke_type, name: name.clone() }),
+        s::Element::Voice { url, filename } => {
+            w::Element::Voice(w::Voice { url: url.clone(), filename: filename.clone() })
+        }
+        s::Element::Quote { id, to, time, text } => {
+            w::Element::Quote(w::Quote { id: id.clone(), to: *to, time: *time, text: text.clone() })
+        }
+        s::Element::LightApp { content } => w::Element::LightApp(content.clone()),
+        s::Element::Service { id, content } => w::Element::Service(w::Service { id: *id, content: content.clone() }),
+    }
+}
+
+pub fn element_from(e: w::Element) -> s::Element {
+    match e {
+        w::Element::MessageSource(id) => s::Element::MessageSource { id },
+        w::Element::Plain(msg) => s::Element::Plain { msg },
+        w::Element::At(a) => s::Element::At { target: a.target, display: a.display },
+        w::Element::AtAll => s::Element::AtAll,
+        w::Element::Face(id) => s::Element::Face { id },
+        w::Element::Image(i) => s::Element::Image { id: i.id, url: i.url },
+        w::Element::FlashImage(i) => {
+            s::Element::FlashImage { image: s::NestedImage { tag: s::ImageTag::Image, id: i.id, url: i.url } }
+        }
+        w::Element::Poke(p) => s::Element::Poke { poke_type: p.poke_type, name: p.name },
+        w::Element::Voice(v) => s::Element::Voice { url: v.url, filename: v.filename },
+        w::Element::Quote(q) => s::Element::Quote { id: q.id, to: q.to, time: q.time, text: q.text },
+        w::Element::LightApp(content) => s::Element::LightApp { content },
+        w::Element::Service(x) => s::Element::Service { id: x.id, content: x.content },
+    }
+}
+
+pub fn chain_from(chain: Vec<w::Element>) -> s::MessageChain {
+    chain.into_iter().map(element_from).collect()
+}
+
+fn chain(c: &[s::Element]) -> Vec<w::Element> {
+    c.iter().map(element).collect()
+}
+
+fn request_id(id: &Option<String>) -> String {
+    id.clone().unwrap_or_default()
+}
+
+pub fn event(frame: &s::EventFrame) -> w::Event {
+    let data = match &frame.event {
+        s::Event::Msg(m) => w::EventData::Msg(match m {
+            s::MessageEvent::GroupMessage { group: g, sender, reply_key, message, anonymous, .. } => {
+                w::MessageEvent::Group(w::GroupMessage {
+                    group: group(g),
+                    sender: member(sender),
+                    reply_key: reply_key.clone(),
+                    message: chain(message),
+                    anonymous: *anonymous,
+                })
+            }
+            s::MessageEvent::FriendMessage { sender, message, reply_key, .. } => {
+                w::MessageEvent::Friend(w::FriendMessage {
+                    sender: friend(sender),
+                    reply_key: reply_key.clone(),
+                    message: chain(message),
+                })
+            }
+            s::MessageEvent::TempMessage { group: g, sender, message, reply_key, .. } => {
+                w::MessageEvent::Temp(w::TempMessage {
+                    group: group(g),
+                    sender: friend(sender),
+                    reply_key: reply_key.clone(),
+                    message: chain(message),
+                })
+            }
+        }),
+        s::Event::Revoke(r) => w::EventData::Revoke(w::Revoke {
+            kind: match r.kind {
+                s::ChatKind::Private => w::ChatKind::Private,
+                s::ChatKind::Group => w::ChatKind::Group,
+            },
+            revoker: r.revoker,
+            revokee: r.revokee,
+            channel: r.channel,
+            msg_id: r.msg_id.clone(),
+        }),
+        s::Event::User(u) => w::EventData::User(match u {
+            s::UserEvent::Online => w::UserEvent::Online,
+            s::UserEvent::Offline => w::UserEvent::Offline,
+            s::UserEvent::NewFriendRequest { who, nick, source, comment, request_id: id } => {
+                w::UserEvent::NewFriendRequest(w::FriendRequest {
+                    who: *who,
+                    nick: nick.clone(),
+                    source: source.clone(),
+                    comment: comment.clone(),
+                    request_id: request_id(id),
+                })
+            }
+            s::UserEvent::GroupInvite { group, group_name, inviter, request_id: id } => {
+                w::UserEvent::GroupInvite(w::GroupInvite {
+                    group: *group,
+                    group_name: group_name.clone(),
+                    inviter: *inviter,
+                    request_id: request_id(id),
+                })
+            }
+            s::UserEvent::FriendAdded { who, nick } => w::UserEvent::FriendAdded(w::Person { who: *who, nick: nick.clone() }),
+            s::UserEvent::FriendRemoved { who, nick } => {
+                w::UserEvent::FriendRemoved(w::Person { who: *who, nick: nick.clone() })
+            }
+            s::UserEvent::GroupJoined { which } => w::UserEvent::GroupJoined(*which),
+            s::UserEvent::GroupLeft { which, operator } => {
+                w::UserEvent::GroupLeft(w::GroupLeft { which: *which, operator: *operator })
+            }
+        }),
+        s::Event::Group(g) => w::EventData::Group(match g {
+            s::GroupEvent::JoinRequest { who, group, comment, inviter, request_id: id } => {
+                w::GroupEvent::JoinRequest(w::JoinRequest {
+                    who: *who,
+                    group: *group,
+                    comment: comment.clone(),
+                    inviter: *inviter,
+                    request_id: request_id(id),
+                })
+            }
+            s::GroupEvent::Mute { who, group, operator, duration } => {
+                w::GroupEvent::Mute(w::Mute { who: *who, group: *group, operator: *operator, duration: *duration })
+            }
+            s::GroupEvent::Admin { who, group, status } => {
+                w::GroupEvent::Admin(w::Admin { who: *who, group: *group, status: *status })
+            }
+            s::GroupEvent::MemberJoined { who, group } => {
+                w::GroupEvent::MemberJoined(w::MemberJoined { who: *who, group: *group })
+            }
+            s::GroupEvent::MemberLeft { who, group, operator } => {
+                w::GroupEvent::MemberLeft(w::MemberLeft { who: *who, group: *group, operator: *operator })
+            }
+        }),
+    };
+    w::Event { seq: frame.seq, time: frame.time, bot: frame.bot, data }
+}
+
+pub fn error(e: s::OpError) -> w::Error {
+    use s::ErrorCode as C;
+    use w::ErrorCode as W;
+    let code = match e.code {
+        C::MalformedJson => W::MalformedJson,
+        C::BadRequest => W::BadRequest,
+        C::UnknownType => W::UnknownType,
+        C::UnknownBot => W::UnknownBot,
+        C::AmbiguousBot => W::AmbiguousBot,
+        C::UnknownReplyKey => W::UnknownReplyKey,
+        C::ExpiredReplyKey => W::ExpiredReplyKey,
+        C::UnknownMessage => W::UnknownMessage,
+        C::ExpiredMessage => W::ExpiredMessage,
+        C::UnknownReceipt => W::UnknownReceipt,
+        C::ExpiredReceipt => W::ExpiredReceipt,
+        C::UnknownRequest => W::UnknownRequest,
+        C::ExpiredRequest => W::ExpiredRequest,
+        C::AlreadyHandled => W::AlreadyHandled,
+        C::AlreadyRecalled => W::AlreadyRecalled,
+        C::NotInGroup => W::NotInGroup,
+        C::NotFriend => W::NotFriend,
+        C::UnknownMember => W::UnknownMember,
+        C::PermissionDenied => W::PermissionDenied,
+        C::Muted => W::Muted,
+        C::BadMessage => W::BadMessage,
+        C::Unsupported => W::Unsupported,
+        C::Forbidden => W::Forbidden,
+        C::RateLimited => W::RateLimited,
+        C::Offline => W::Offline,
+        C::Timeout => W::Timeout,
+        C::UpstreamError => W::UpstreamError,
+        C::Internal => W::Internal,
+    };
+    w::Error { code, message: e.message }
+}

@@ -1,0 +1,430 @@
+//! Loading, replacing and unloading bots; watching the folder; the cache.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use notify_debouncer_full::notify::RecursiveMode;
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::Bot;
+use super::kv::KvStore;
+use super::limits::{BotConfig, MAX_MEMORY_MB};
+use super::runner::{BotStatus, RunState, Runner};
+use super::store::{BotState, BotTemplate, TICK_MS};
+use crate::bridge::Bridge;
+
+/// How long the watcher waits for writes to a file to settle.
+pub const DEBOUNCE: Duration = Duration::from_millis(40);
+
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The watched folder of `NAME.wasm` (and `NAME.toml`) files.
+    pub dir: PathBuf,
+    /// Where kv data and the compiled-component cache live; None: memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Bots the pooling allocator has room for.
+    pub max_bots: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    #[error("watching {dir}: {message}")]
+    Watch { dir: PathBuf, message: String },
+}
+
+/// Why a file could not become the running version of a bot.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}: bad config: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("{path}: not a valid component: {message}")]
+    Compile { path: PathBuf, message: String },
+    #[error("{path}: does not fit the botbridge world: {message}")]
+    Link { path: PathBuf, message: String },
+    #[error("{path}: init failed: {message}")]
+    Init { path: PathBuf, message: String },
+}
+
+struct Slot {
+    version: String,
+    config: BotConfig,
+    stop: CancellationToken,
+    task: JoinHandle<u64>,
+    status: Arc<Mutex<BotStatus>>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<BotState>,
+    bridge: Arc<Bridge>,
+    kv: KvStore,
+    config: HostConfig,
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Loads of one bot happen one at a time.
+    loading: tokio::sync::Mutex<()>,
+    /// Last load error per bot that has no running version.
+    rejected: Mutex<HashMap<String, String>>,
+}
+
+/// The wasm bot host. Cheap to clone.
+#[derive(Clone)]
+pub struct WasmHost {
+    inner: Arc<Inner>,
+}
+
+fn engine(max_bots: u32) -> Result<Engine, HostError> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    let mut pool = PoolingAllocationConfig::default();
+    let slots = max_bots.max(8) * 2;
+    pool.total_component_instances(slots);
+    pool.total_core_instances(slots * 8);
+    pool.total_memories(slots * 2);
+    pool.total_tables(slots * 4);
+    pool.max_memory_size((MAX_MEMORY_MB as usize) << 20);
+    pool.max_core_instances_per_component(64);
+    pool.max_memories_per_component(16);
+    pool.max_tables_per_component(64);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| HostError::Engine(format!("{e:#}")))
+}
+
+fn linker(engine: &Engine) -> Result<Linker<BotState>, HostError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+    Bot::add_to_linker::<BotState, HasSelf<BotState>>(&mut linker, |s| s)
+        .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+    Ok(linker)
+}
+
+/// The bot name of a path in the watched folder: `NAME.wasm` or `NAME.toml`.
+fn bot_name(path: &Path) -> Option<String> {
+    let ext = path.extension()?.to_str()?;
+    if ext != "wasm" && ext != "toml" {
+        return None;
+    }
+    let name = path.file_stem()?.to_str()?;
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    ok.then(|| name.to_owned())
+}
+
+impl WasmHost {
+    /// Makes the engine and starts the epoch ticker. Loads nothing yet.
+    pub fn new(bridge: Arc<Bridge>, config: HostConfig) -> Result<Self, HostError> {
+        let engine = engine(config.max_bots)?;
+        let linker = linker(&engine)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(Duration::from_millis(TICK_MS));
+                }
+            })
+            .map_err(|e| HostError::Engine(e.to_string()))?;
+        let kv = KvStore::new(config.state_dir.as_ref().map(|d| d.join("kv")));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                bridge,
+                kv,
+                config,
+                slots: Mutex::new(HashMap::new()),
+                loading: tokio::sync::Mutex::new(()),
+                rejected: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.config.dir
+    }
+
+    /// Every loaded bot, by name.
+    pub fn statuses(&self) -> Vec<BotStatus> {
+        let mut all: Vec<_> = self.inner.slots.lock().values().map(|s| s.status.lock().clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    pub fn status(&self, name: &str) -> Option<BotStatus> {
+        self.inner.slots.lock().get(name).map(|s| s.status.lock().clone())
+    }
+
+    /// Why the newest file of `name` was refused, if it was.
+    pub fn rejected(&self, name: &str) -> Option<String> {
+        self.inner.rejected.lock().get(name).cloned()
+    }
+
+    /// Loads every bot in the folder, compiling in parallel.
+    pub async fn load_all(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.inner.config.dir) else { return };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .filter_map(|p| bot_name(&p))
+            .collect();
+        names.sort();
+        let loads = names.into_iter().map(|name| {
+            let host = self.clone();
+            tokio::spawn(async move { host.sync(&name).await })
+        });
+        for load in loads.collect::<Vec<_>>() {
+            let _ = load.await;
+        }
+    }
+
+    /// Brings bot `name` in line with the folder: loads, replaces or unloads it.
+    pub async fn sync(&self, name: &str) -> Result<(), LoadError> {
+        let wasm = self.inner.config.dir.join(format!("{name}.wasm"));
+        if !wasm.exists() {
+            self.unload(name).await;
+            return Ok(());
+        }
+        let result = self.load(name, &wasm).await;
+        match &result {
+            Ok(()) => {
+                self.inner.rejected.lock().remove(name);
+            }
+            Err(e) => {
+                tracing::error!(bot = name, "keeping the running version (if any): {e}");
+                self.inner.rejected.lock().insert(name.to_owned(), e.to_string());
+                if let Some(slot) = self.inner.slots.lock().get(name) {
+                    slot.status.lock().rejected = Some(e.to_string());
+                }
+            }
+        }
+        result
+    }
+
+    async fn load(&self, name: &str, wasm: &Path) -> Result<(), LoadError> {
+        let inner = &self.inner;
+        let bytes = tokio::fs::read(wasm)
+            .await
+            .map_err(|e| LoadError::Read { path: wasm.to_owned(), message: e.to_string() })?;
+        let toml = inner.config.dir.join(format!("{name}.toml"));
+        let config = BotConfig::load(&toml).map_err(|message| LoadError::Config { path: toml.clone(), message })?;
+        let version = blake3::hash(&bytes).to_hex()[..16].to_owned();
+        {
+            let slots = inner.slots.lock();
+            if let Some(slot) = slots.get(name)
+                && slot.version == version
+                && slot.config == config
+                && matches!(slot.status.lock().state, RunState::Running)
+            {
+                return Ok(());
+            }
+        }
+        let _one_at_a_time = inner.loading.lock().await;
+        let engine = inner.engine.clone();
+        let cache = inner.config.state_dir.as_ref().map(|d| d.join("cache"));
+        let key = version.clone();
+        let path = wasm.to_owned();
+        let component = tokio::task::spawn_blocking(move || compile(&engine, &bytes, &key, cache.as_deref()))
+            .await
+            .map_err(|e| LoadError::Compile { path: path.clone(), message: e.to_string() })?
+            .map_err(|message| LoadError::Compile { path: path.clone(), message })?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link { path: wasm.to_owned(), message: format!("{e:#}") })?;
+        let template = Arc::new(BotTemplate {
+            name: Arc::from(name),
+            engine: inner.engine.clone(),
+            pre,
+            config: config.clone(),
+            bridge: inner.bridge.clone(),
+            kv: inner.kv.bucket(name),
+        });
+        let live = template
+            .instantiate()
+            .await
+            .map_err(|e| LoadError::Init { path: wasm.to_owned(), message: e.to_string() })?;
+
+        // The new version is ready: stop the old one, and continue where it stopped.
+        let old = inner.slots.lock().remove(name);
+        let since = match old {
+            Some(old) => {
+                old.stop.cancel();
+                Some(old.task.await.unwrap_or(0))
+            }
+            None => None,
+        };
+        let sub = inner.bridge.bus().subscribe(name, false, since);
+        let status = Arc::new(Mutex::new(BotStatus {
+            name: name.to_owned(),
+            version: version.clone(),
+            state: RunState::Running,
+            loaded_at: SystemTime::now(),
+            handled: 0,
+            failures: 0,
+            restarts: 0,
+            last_error: None,
+            rejected: None,
+        }));
+        let stop = CancellationToken::new();
+        let runner = Runner {
+            template,
+            live: Some(live),
+            sub,
+            bus: inner.bridge.bus().clone(),
+            stop: stop.clone(),
+            status: status.clone(),
+        };
+        let task = tokio::spawn(runner.run());
+        inner.slots.lock().insert(name.to_owned(), Slot { version: version.clone(), config, stop, task, status });
+        tracing::info!(bot = name, version, "loaded");
+        Ok(())
+    }
+
+    /// Stops and forgets bot `name`. Its kv data stays.
+    pub async fn unload(&self, name: &str) {
+        let slot = self.inner.slots.lock().remove(name);
+        self.inner.rejected.lock().remove(name);
+        if let Some(slot) = slot {
+            slot.stop.cancel();
+            let _ = slot.task.await;
+            tracing::info!(bot = name, "unloaded");
+        }
+    }
+
+    /// Stops every bot.
+    pub async fn shutdown(&self) {
+        let slots: Vec<_> = self.inner.slots.lock().drain().collect();
+        for (_, slot) in slots {
+            slot.stop.cancel();
+            let _ = slot.task.await;
+        }
+    }
+
+    /// Watches the folder until `stop`: a written, replaced or deleted file syncs its bot.
+    pub fn watch(&self, stop: CancellationToken) -> Result<JoinHandle<()>, HostError> {
+        let dir = self.inner.config.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| HostError::Watch { dir: dir.clone(), message: e.to_string() })?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, move |result| {
+            let _ = tx.send(result);
+        })
+        .map_err(|e| HostError::Watch { dir: dir.clone(), message: e.to_string() })?;
+        debouncer
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(|e| HostError::Watch { dir: dir.clone(), message: e.to_string() })?;
+        let host = self.clone();
+        Ok(tokio::spawn(async move {
+            let _debouncer = debouncer;
+            loop {
+                let batch = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    batch = rx.recv() => match batch { Some(b) => b, None => return },
+                };
+                let events = match batch {
+                    Ok(events) => events,
+                    Err(errors) => {
+                        tracing::warn!(?errors, "watcher errors");
+                        continue;
+                    }
+                };
+                let mut names: Vec<String> =
+                    events.iter().flat_map(|e| e.paths.iter()).filter_map(|p| bot_name(p)).collect();
+                names.sort();
+                names.dedup();
+                for name in names {
+                    let host = host.clone();
+                    tokio::spawn(async move {
+                        let _ = host.sync(&name).await;
+                    });
+                }
+            }
+        }))
+    }
+}
+
+/// Compiles, or loads from the cache (`CACHE/HASH.cwasm`, written to a new file
+/// and renamed, never rewritten in place: wasmtime maps it).
+fn compile(engine: &Engine, bytes: &[u8], hash: &str, cache: Option<&Path>) -> Result<Component, String> {
+    let cached = cache.map(|dir| dir.join(format!("{hash}.cwasm")));
+    if let Some(path) = &cached
+        && path.exists()
+    {
+        // SAFETY: the file was written by `Component::serialize` of this program
+        // and is never modified after its rename; wasmtime checks its version.
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(component) => return Ok(component),
+            Err(e) => tracing::warn!(path = %path.display(), "stale cache entry, recompiling: {e:#}"),
+        }
+    }
+    if wasmparser_is_core_module(bytes) {
+        return Err("this is a core wasm module, not a component (build with wit-bindgen or `wasm-tools component new`)".into());
+    }
+    let component = Component::from_binary(engine, bytes).map_err(|e| format!("{e:#}"))?;
+    if let (Some(path), Ok(serialized)) = (&cached, component.serialize()) {
+        let write = || -> std::io::Result<()> {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!("{hash}.{}.{}.tmp", std::process::id(), rand::random::<u32>()));
+            std::fs::write(&tmp, &serialized)?;
+            std::fs::rename(&tmp, path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
+        }
+    }
+    Ok(component)
+}
+
+/// A core module starts with version 1; a component with the component layer.
+fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+/// What `botbridge check` reports.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// None when the component fits the world.
+    pub problem: Option<String>,
+}
+
+fn describe(name: &str, item: &ComponentItem) -> String {
+    let kind = match item {
+        ComponentItem::ComponentFunc(_) => "func",
+        ComponentItem::CoreFunc(_) => "core func",
+        ComponentItem::Module(_) => "module",
+        ComponentItem::Component(_) => "component",
+        ComponentItem::ComponentInstance(_) => "instance",
+        ComponentItem::Type(_) => "type",
+        ComponentItem::Resource(_) => "resource",
+    };
+    format!("{name} ({kind})")
+}
+
+/// Checks a file against the world without running it.
+pub fn check(bytes: &[u8]) -> Result<CheckReport, String> {
+    let engine = engine(8).map_err(|e| e.to_string())?;
+    let component = compile(&engine, bytes, "check", None)?;
+    let ty = component.component_type();
+    let imports = ty.imports(&engine).map(|(n, i)| describe(n, &i)).collect();
+    let exports: Vec<String> = ty.exports(&engine).map(|(n, i)| describe(n, &i)).collect();
+    let linker = linker(&engine).map_err(|e| e.to_string())?;
+    let mut problem = linker.instantiate_pre(&component).err().map(|e| format!("{e:#}"));
+    if problem.is_none() && !exports.iter().any(|e| e == "handle (func)") {
+        problem = Some("it exports no `handle` function".into());
+    }
+    Ok(CheckReport { imports, exports, problem })
+}

@@ -1,0 +1,158 @@
+//! A bot's task: takes its events from the bus in `seq` order and calls the
+//! bot. A failed call (trap, deadline, memory cap) costs that one call: the
+//! Store is dropped and the next event gets a fresh instance, after a backoff
+//! that grows with consecutive failures. A crash loop parks the bot until its
+//! file changes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::convert;
+use super::store::{BotTemplate, LiveBot};
+use crate::bus::{Bus, Frame, Payload, Subscription};
+
+/// Failures within `CRASH_WINDOW` that park a bot.
+pub const CRASH_LIMIT: usize = 5;
+pub const CRASH_WINDOW: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    /// Crash loop: no more events until the file changes.
+    Parked { reason: String },
+}
+
+/// What an operator (or a test) can see of a bot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BotStatus {
+    pub name: String,
+    /// Content hash of the running version.
+    pub version: String,
+    #[serde(flatten)]
+    pub state: RunState,
+    pub loaded_at: SystemTime,
+    /// Events handled without error.
+    pub handled: u64,
+    pub failures: u64,
+    /// Fresh instances made after a failure.
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    /// Why the newest file could not replace this version, if it could not.
+    pub rejected: Option<String>,
+}
+
+pub struct Runner {
+    pub template: Arc<BotTemplate>,
+    pub live: Option<LiveBot>,
+    pub sub: Subscription,
+    pub bus: Arc<Bus>,
+    pub stop: CancellationToken,
+    pub status: Arc<Mutex<BotStatus>>,
+}
+
+impl Runner {
+    /// Runs until stopped; returns the `seq` of the last event taken.
+    pub async fn run(mut self) -> u64 {
+        let name = self.template.name.clone();
+        let mut last = self.sub.last_seq;
+        let mut pending: VecDeque<Arc<Frame>> = std::mem::take(&mut self.sub.replay).into();
+        if let Some(first) = pending.front() {
+            last = first.seq.saturating_sub(1);
+        }
+        let mut failures: VecDeque<Instant> = VecDeque::new();
+        let mut consecutive = 0u32;
+        loop {
+            let frame = match pending.pop_front() {
+                Some(frame) => frame,
+                None => tokio::select! {
+                    _ = self.stop.cancelled() => return last,
+                    frame = self.sub.recv() => match frame {
+                        Some(frame) => frame,
+                        None if self.sub.lagged() => {
+                            tracing::warn!(bot = %name, last, "bot fell behind; resuming from the replay buffer");
+                            self.sub = self.bus.subscribe(&name, false, Some(last));
+                            if let Some(missed) = self.sub.missed {
+                                tracing::error!(bot = %name, from = missed.from, to = missed.to, "events lost to a slow bot");
+                            }
+                            pending.extend(std::mem::take(&mut self.sub.replay));
+                            continue;
+                        }
+                        None => return last,
+                    },
+                },
+            };
+            if self.stop.is_cancelled() {
+                return last;
+            }
+            let Payload::Event(event) = &frame.payload else { continue };
+            last = frame.seq;
+            if self.live.is_none() {
+                if consecutive > 0 {
+                    let backoff = Duration::from_millis(20u64 << consecutive.min(7));
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return last,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+                match self.template.instantiate().await {
+                    Ok(live) => {
+                        self.live = Some(live);
+                        self.status.lock().restarts += 1;
+                    }
+                    Err(e) => {
+                        if self.failed(&mut failures, &mut consecutive, frame.seq, e.to_string()) {
+                            return self.parked(last).await;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(live) = self.live.as_mut() else { continue };
+            match live.handle(&convert::event(event)).await {
+                Ok(()) => {
+                    consecutive = 0;
+                    self.status.lock().handled += 1;
+                }
+                Err(e) => {
+                    self.live = None;
+                    if self.failed(&mut failures, &mut consecutive, frame.seq, e.to_string()) {
+                        return self.parked(last).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a failure; true when it completes a crash loop.
+    fn failed(&self, failures: &mut VecDeque<Instant>, consecutive: &mut u32, seq: u64, error: String) -> bool {
+        let name = &self.template.name;
+        tracing::warn!(bot = %name, seq, "call failed, next event gets a fresh instance: {error}");
+        *consecutive += 1;
+        let now = Instant::now();
+        failures.push_back(now);
+        while failures.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
+            failures.pop_front();
+        }
+        let mut status = self.status.lock();
+        status.failures += 1;
+        status.last_error = Some(error.clone());
+        if failures.len() >= CRASH_LIMIT {
+            let reason = format!("{} failures within {}s; last: {error}", failures.len(), CRASH_WINDOW.as_secs());
+            tracing::error!(bot = %name, "parked until its file changes: {reason}");
+            status.state = RunState::Parked { reason };
+            return true;
+        }
+        false
+    }
+
+    async fn parked(self, last: u64) -> u64 {
+        drop(self.sub);
+        self.stop.cancelled().await;
+        last
+    }
+}

@@ -1,0 +1,342 @@
+//! One bot's Store: its data (`BotState`), the host side of the imports it may
+//! call, and a live instance with its limits applied to every call.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
+use wasmtime::component::{Instance, InstancePre, ResourceTable, TypedFunc};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::botbridge::bot::{kv, log, operations, types};
+use super::convert;
+use super::kv::Bucket;
+use super::limits::{BotConfig, RateLimiter};
+use crate::bridge::{Bridge, Caller};
+use crate::schema::{self as s, ErrorCode, OpData, OpError, Operation};
+
+/// Milliseconds per epoch tick: the CPU deadline's resolution.
+pub const TICK_MS: u64 = 5;
+
+/// What a bot's Store holds.
+pub struct BotState {
+    name: Arc<str>,
+    bridge: Arc<Bridge>,
+    caller: Caller,
+    limits: StoreLimits,
+    rate: RateLimiter,
+    kv: Arc<Mutex<Bucket>>,
+    /// Ticks used by the current call, and how many it may use.
+    ticks: u64,
+    max_ticks: u64,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for BotState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl BotState {
+    async fn op(&mut self, op: Operation) -> Result<OpData, types::Error> {
+        if !self.rate.try_acquire() {
+            tracing::debug!(bot = %self.name, op = op.name(), "rate limited");
+            return Err(convert::error(OpError::new(ErrorCode::RateLimited, "operation rate limit reached")));
+        }
+        let bridge = self.bridge.clone();
+        bridge.execute(&self.caller, op).await.map_err(convert::error)
+    }
+
+    async fn send(&mut self, op: Operation) -> Result<types::Sent, types::Error> {
+        match self.op(op).await? {
+            OpData::Sent { receipt_id, source_id } => Ok(types::Sent { receipt_id, source_id }),
+            _ => Err(internal()),
+        }
+    }
+
+    async fn done(&mut self, op: Operation) -> Result<(), types::Error> {
+        self.op(op).await.map(|_| ())
+    }
+}
+
+fn internal() -> types::Error {
+    convert::error(OpError::new(ErrorCode::Internal, "unexpected operation result"))
+}
+
+impl types::Host for BotState {}
+
+impl operations::Host for BotState {
+    async fn reply(&mut self, reply_key: String, message: Vec<types::Element>) -> Result<types::Sent, types::Error> {
+        self.send(Operation::Reply(s::ReplyContent { id: reply_key, message: convert::chain_from(message) })).await
+    }
+
+    async fn send_to_group(
+        &mut self,
+        bot: Option<i64>,
+        group: i64,
+        message: Vec<types::Element>,
+    ) -> Result<types::Sent, types::Error> {
+        let message = convert::chain_from(message);
+        self.send(Operation::SendToGroup(s::SendToGroupContent { bot, group, message })).await
+    }
+
+    async fn send_to_friend(
+        &mut self,
+        bot: Option<i64>,
+        friend: i64,
+        message: Vec<types::Element>,
+    ) -> Result<types::Sent, types::Error> {
+        let message = convert::chain_from(message);
+        self.send(Operation::SendToFriend(s::SendToFriendContent { bot, friend, message })).await
+    }
+
+    async fn recall_receipt(&mut self, receipt: String) -> Result<(), types::Error> {
+        self.done(Operation::RecallReceipt(s::RecallReceiptContent { receipt })).await
+    }
+
+    async fn recall(&mut self, message_source: String) -> Result<(), types::Error> {
+        self.done(Operation::Recall(s::RecallContent { message_source })).await
+    }
+
+    async fn mute_member(&mut self, bot: Option<i64>, group: i64, member: i64, seconds: i64) -> Result<(), types::Error> {
+        self.done(Operation::MuteMember(s::MuteMemberContent { bot, group, member, time: seconds })).await
+    }
+
+    async fn handle_friend_request(
+        &mut self,
+        request_id: String,
+        accept: bool,
+        reason: Option<String>,
+    ) -> Result<(), types::Error> {
+        self.done(Operation::HandleFriendRequest(s::HandleRequestContent { request_id, accept, reason })).await
+    }
+
+    async fn handle_group_invite(
+        &mut self,
+        request_id: String,
+        accept: bool,
+        reason: Option<String>,
+    ) -> Result<(), types::Error> {
+        self.done(Operation::HandleGroupInvite(s::HandleRequestContent { request_id, accept, reason })).await
+    }
+
+    async fn handle_join_request(
+        &mut self,
+        request_id: String,
+        accept: bool,
+        reason: Option<String>,
+    ) -> Result<(), types::Error> {
+        self.done(Operation::HandleJoinRequest(s::HandleRequestContent { request_id, accept, reason })).await
+    }
+
+    async fn list_friends(&mut self, bot: Option<i64>) -> Result<Vec<types::Friend>, types::Error> {
+        match self.op(Operation::ListFriends(s::BotContent { bot })).await? {
+            OpData::Friends { friends } => Ok(friends.iter().map(convert::friend).collect()),
+            _ => Err(internal()),
+        }
+    }
+
+    async fn list_groups(&mut self, bot: Option<i64>) -> Result<Vec<types::Group>, types::Error> {
+        match self.op(Operation::ListGroups(s::BotContent { bot })).await? {
+            OpData::Groups { groups } => Ok(groups.iter().map(convert::group).collect()),
+            _ => Err(internal()),
+        }
+    }
+
+    async fn list_members(&mut self, bot: Option<i64>, group: i64) -> Result<Vec<types::Member>, types::Error> {
+        match self.op(Operation::ListMembers(s::ListMembersContent { bot, group })).await? {
+            OpData::Members { members } => Ok(members.iter().map(convert::member).collect()),
+            _ => Err(internal()),
+        }
+    }
+}
+
+impl log::Host for BotState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        let bot = &*self.name;
+        match level {
+            log::Level::Trace => tracing::trace!(bot, "{message}"),
+            log::Level::Debug => tracing::debug!(bot, "{message}"),
+            log::Level::Info => tracing::info!(bot, "{message}"),
+            log::Level::Warn => tracing::warn!(bot, "{message}"),
+            log::Level::Error => tracing::error!(bot, "{message}"),
+        }
+    }
+}
+
+impl kv::Host for BotState {
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.kv.lock().get(&key)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.kv.lock().set(key, value)
+    }
+
+    async fn delete(&mut self, key: String) {
+        if let Err(e) = self.kv.lock().delete(&key) {
+            tracing::warn!(bot = %self.name, "kv delete: {e}");
+        }
+    }
+
+    async fn list(&mut self, prefix: String) -> Vec<String> {
+        self.kv.lock().list(&prefix)
+    }
+}
+
+/// A guest's stdout/stderr, line by line into the log under the bot's name.
+#[derive(Clone)]
+struct LogStream {
+    bot: Arc<str>,
+    stream: &'static str,
+}
+
+impl wasmtime_wasi::cli::IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineWriter { target: self.clone(), line: Vec::new() })
+    }
+}
+
+struct LineWriter {
+    target: LogStream,
+    line: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        tracing::info!(bot = %self.target.bot, stream = self.target.stream, "{}", text.trim_end());
+        self.line.clear();
+    }
+}
+
+impl tokio::io::AsyncWrite for LineWriter {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        for &b in buf {
+            if b == b'\n' || self.line.len() >= 4096 {
+                self.emit();
+            }
+            if b != b'\n' {
+                self.line.push(b);
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Why a call into a bot failed. The Store is unusable afterwards.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("CPU deadline of {0} ms exceeded")]
+    Deadline(u64),
+    #[error("trap: {0}")]
+    Trap(String),
+}
+
+/// Everything needed to make a fresh instance of one bot version.
+pub struct BotTemplate {
+    pub name: Arc<str>,
+    pub engine: Engine,
+    pub pre: InstancePre<BotState>,
+    pub config: BotConfig,
+    pub bridge: Arc<Bridge>,
+    pub kv: Arc<Mutex<Bucket>>,
+}
+
+/// A live instance in its own Store.
+pub struct LiveBot {
+    store: Store<BotState>,
+    handle: TypedFunc<(types::Event,), ()>,
+    cpu_ms: u64,
+}
+
+impl BotTemplate {
+    /// A new Store and instance, with `init` run if the bot exports it.
+    pub async fn instantiate(&self) -> Result<LiveBot, CallError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size((self.config.memory_mb as usize) << 20)
+            .instances(64)
+            .tables(64)
+            .memories(16)
+            .build();
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(LogStream { bot: self.name.clone(), stream: "stdout" })
+            .stderr(LogStream { bot: self.name.clone(), stream: "stderr" })
+            .build();
+        let state = BotState {
+            name: self.name.clone(),
+            bridge: self.bridge.clone(),
+            caller: Caller {
+                name: self.name.to_string(),
+                permissions: self.config.permissions.clone().map(Arc::new),
+            },
+            limits,
+            rate: RateLimiter::new(self.config.ops_per_second, self.config.ops_burst),
+            kv: self.kv.clone(),
+            ticks: 0,
+            max_ticks: self.config.cpu_ms.div_ceil(TICK_MS),
+            wasi,
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        // Past the deadline, yield to the runtime each tick; interrupt when the call's budget is spent.
+        store.epoch_deadline_callback(|mut ctx| {
+            let s = ctx.data_mut();
+            s.ticks += 1;
+            Ok(if s.ticks > s.max_ticks { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        let cpu_ms = self.config.cpu_ms;
+        store.data_mut().ticks = 0;
+        store.set_epoch_deadline(1);
+        let instance: Instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, cpu_ms))?;
+        let handle = instance
+            .get_typed_func::<(types::Event,), ()>(&mut store, "handle")
+            .map_err(|e| CallError::Trap(format!("no usable `handle` export: {e}")))?;
+        let mut live = LiveBot { store, handle, cpu_ms };
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut live.store, "init") {
+            live.begin_call();
+            init.call_async(&mut live.store, ()).await.map_err(|e| classify(e, cpu_ms))?;
+        }
+        Ok(live)
+    }
+}
+
+fn classify(e: wasmtime::Error, cpu_ms: u64) -> CallError {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => CallError::Deadline(cpu_ms),
+        _ => CallError::Trap(format!("{e:#}")),
+    }
+}
+
+impl LiveBot {
+    fn begin_call(&mut self) {
+        self.store.data_mut().ticks = 0;
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// Delivers one event.
+    pub async fn handle(&mut self, event: &types::Event) -> Result<(), CallError> {
+        self.begin_call();
+        let cpu_ms = self.cpu_ms;
+        self.handle.call_async(&mut self.store, (event.clone(),)).await.map_err(|e| classify(e, cpu_ms))
+    }
+}
