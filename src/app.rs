@@ -12,17 +12,21 @@ use crate::bridge::Bridge;
 use crate::bus::Bus;
 use crate::config::{AccountConfig, Settings};
 use crate::registry::{Clock, Registry, SystemClock};
+use crate::wasm::{HostConfig, HostError, WasmHost};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Wasm(#[from] HostError),
 }
 
 /// A started bridge. Dropping it does not stop it; call `shutdown`.
 pub struct Running {
     pub addr: SocketAddr,
     pub bridge: Arc<Bridge>,
+    pub wasm: WasmHost,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -37,11 +41,14 @@ impl Running {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.server.await;
+        self.wasm.shutdown().await;
     }
 
-    /// Resolves when the server has stopped.
+    /// Resolves when the server has stopped (after `shutdown_token` fired).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.server.await.unwrap_or(Ok(()))
+        let result = self.server.await.unwrap_or(Ok(()));
+        self.wasm.shutdown().await;
+        result
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -73,8 +80,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
     let shutdown = CancellationToken::new();
+    let wasm = WasmHost::new(
+        bridge.clone(),
+        HostConfig { dir: settings.bots.clone(), state_dir: Some(settings.state_dir.clone()), max_bots: settings.max_bots },
+    )?;
+    wasm.load_all().await;
+    wasm.watch(shutdown.clone())?;
     let router = crate::ws::router(bridge.clone(), settings.ws.clone(), shutdown.clone());
     let server = tokio::spawn(crate::ws::serve_http(listener, router, shutdown.clone()));
-    tracing::info!(%addr, accounts = ?bridge.accounts(), "botbridge listening on ws://{addr}/ws");
-    Ok(Running { addr, bridge, shutdown, server })
+    tracing::info!(%addr, accounts = ?bridge.accounts(), bots = wasm.statuses().len(), "botbridge listening on ws://{addr}/ws");
+    Ok(Running { addr, bridge, wasm, shutdown, server })
 }

@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub id_capacity: Option<usize>,
     pub id_ttl: Option<u64>,
     pub ping_interval: Option<u64>,
+    pub max_bots: Option<u32>,
     #[serde(default)]
     pub account: Vec<AccountConfig>,
     pub sim: Option<WorldConfig>,
@@ -84,6 +85,9 @@ pub struct ServeArgs {
     /// Seconds between keepalive pings [default: 20].
     #[arg(long, value_name = "SECONDS")]
     pub ping_interval: Option<u64>,
+    /// Most wasm bots loaded at once [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_bots: Option<u32>,
 }
 
 /// Everything the bridge starts from.
@@ -92,6 +96,7 @@ pub struct Settings {
     pub listen: String,
     pub bots: PathBuf,
     pub state_dir: PathBuf,
+    pub max_bots: u32,
     pub ws: WsConfig,
     pub bus: BusConfig,
     pub registry: RegistryConfig,
@@ -108,6 +113,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             bots: "bots".into(),
             state_dir: "state".into(),
+            max_bots: 256,
             ws: WsConfig::default(),
             bus: BusConfig::default(),
             registry: RegistryConfig::default(),
@@ -174,6 +180,7 @@ impl Settings {
             listen: args.listen.clone().or(file.listen).unwrap_or(d.listen),
             bots: args.bots.clone().or(file.bots).unwrap_or(d.bots),
             state_dir: args.state_dir.clone().or(file.state_dir).unwrap_or(d.state_dir),
+            max_bots: args.max_bots.or(file.max_bots).unwrap_or(d.max_bots).max(1),
             ws: WsConfig {
                 token: args.token.clone().or(file.token).filter(|t| !t.is_empty()),
                 max_frame: args.max_frame.or(file.max_frame).unwrap_or(d.ws.max_frame),

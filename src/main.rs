@@ -17,6 +17,11 @@ struct Cli {
 enum Command {
     /// Run the bridge (on the built-in simulated world unless accounts are configured).
     Serve(ServeArgs),
+    /// Tell whether a component fits the bot world; list its imports and exports.
+    Check {
+        /// The component file.
+        file: std::path::PathBuf,
+    },
     /// A line-mode WebSocket client: sends each stdin line as a frame, prints each frame received.
     Connect {
         /// e.g. ws://127.0.0.1:8080/ws?outgoing=1
@@ -35,9 +40,30 @@ fn main() -> anyhow::Result<()> {
             let settings = Settings::resolve(&args)?;
             tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(serve(settings))
         }
+        Command::Check { file } => check(&file),
         Command::Connect { url } => {
             tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(connect(url))
         }
+    }
+}
+
+fn check(file: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let report = botbridge::wasm::check(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    println!("imports:");
+    for i in &report.imports {
+        println!("  {i}");
+    }
+    println!("exports:");
+    for e in &report.exports {
+        println!("  {e}");
+    }
+    match report.problem {
+        None => {
+            println!("{}: fits the botbridge:bot world", file.display());
+            Ok(())
+        }
+        Some(problem) => anyhow::bail!("{}: does not fit the botbridge:bot world: {problem}", file.display()),
     }
 }
 

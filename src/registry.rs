@@ -1,7 +1,8 @@
 //! The ID registry: opaque string IDs ⇄ backend handles, shared by every consumer.
 //!
-//! An ID is `KIND` + base64url(serial ‖ MAC(kind, serial)): the 96-bit keyed MAC
-//! makes it unguessable (an ID is a capability) and lets a lookup tell an ID this
+//! An ID is `KIND` + base64url(MAC(kind, serial) ‖ serial ⊕ mask(MAC)): the 96-bit
+//! keyed MAC makes it unguessable (an ID is a capability), the mask hides the
+//! serial so IDs look random throughout, and the MAC lets a lookup tell an ID this
 //! bridge issued and has since dropped (*expired*) from one it never issued
 //! (*unknown*) without remembering dropped IDs. Serials grow by one, so live
 //! entries sit in a ring indexed by `serial - base`: O(1) lookups, and since every
@@ -282,10 +283,19 @@ impl Registry {
         mac
     }
 
+    /// The 8-byte mask that hides the serial, derived from the MAC.
+    fn mask(&self, mac: &[u8]) -> u64 {
+        let hash = blake3::keyed_hash(&self.key, &[b"mask".as_slice(), mac].concat());
+        let mut m = [0u8; 8];
+        m.copy_from_slice(&hash.as_bytes()[..8]);
+        u64::from_be_bytes(m)
+    }
+
     fn encode(&self, kind: IdKind, serial: u64) -> String {
-        let mut raw = [0u8; 8 + MAC_LEN];
-        raw[..8].copy_from_slice(&serial.to_be_bytes());
-        raw[8..].copy_from_slice(&self.mac(kind, serial));
+        let mut raw = [0u8; MAC_LEN + 8];
+        let mac = self.mac(kind, serial);
+        raw[..MAC_LEN].copy_from_slice(&mac);
+        raw[MAC_LEN..].copy_from_slice(&(serial ^ self.mask(&mac)).to_be_bytes());
         let mut id = String::with_capacity(28);
         id.push(kind.prefix());
         URL_SAFE_NO_PAD.encode_string(raw, &mut id);
@@ -299,8 +309,9 @@ impl Registry {
         if raw.len() != 8 + MAC_LEN {
             return None;
         }
-        let serial = u64::from_be_bytes(raw[..8].try_into().ok()?);
-        bool::from(self.mac(kind, serial).ct_eq(&raw[8..])).then_some((kind, serial))
+        let (mac, masked) = raw.split_at(MAC_LEN);
+        let serial = u64::from_be_bytes(masked.try_into().ok()?) ^ self.mask(mac);
+        bool::from(self.mac(kind, serial).ct_eq(mac)).then_some((kind, serial))
     }
 }
 

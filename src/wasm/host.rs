@@ -419,8 +419,8 @@ pub fn check(bytes: &[u8]) -> Result<CheckReport, String> {
     let engine = engine(8).map_err(|e| e.to_string())?;
     let component = compile(&engine, bytes, "check", None)?;
     let ty = component.component_type();
-    let imports = ty.imports(&engine).map(|(n, i)| describe(n, &i)).collect();
-    let exports: Vec<String> = ty.exports(&engine).map(|(n, i)| describe(n, &i)).collect();
+    let imports = ty.imports(&engine).map(|(n, i)| describe(n, &i.ty)).collect();
+    let exports: Vec<String> = ty.exports(&engine).map(|(n, i)| describe(n, &i.ty)).collect();
     let linker = linker(&engine).map_err(|e| e.to_string())?;
     let mut problem = linker.instantiate_pre(&component).err().map(|e| format!("{e:#}"));
     if problem.is_none() && !exports.iter().any(|e| e == "handle (func)") {

@@ -7,3 +7,7 @@ mod ws_auth;
 mod ws_input;
 mod ws_ops;
 mod ws_stream;
+mod guests;
+mod wasm_bots;
+mod wasm_reload;
+mod wasm_sandbox;

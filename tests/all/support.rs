@@ -21,8 +21,10 @@ pub const MEMBER: i64 = 30003;
 pub const FRIEND: i64 = 40001;
 pub const STRANGER: i64 = 50001;
 
+/// Settings for a bridge on port 0 with its own empty bots and state folders.
 pub fn settings() -> Settings {
-    Settings { listen: "127.0.0.1:0".into(), ..Settings::default() }
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    Settings { listen: "127.0.0.1:0".into(), bots: dir.join("bots"), state_dir: dir.join("state"), ..Settings::default() }
 }
 
 pub async fn start(settings: Settings) -> Running {

@@ -1,0 +1,157 @@
+//! Guest bots for the tests: the real examples built by `scripts/build-guests`,
+//! and small hostile or probing components made here from WAT.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A built example guest, e.g. `target/guests/echo.wasm`.
+pub fn example(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/guests").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-guests first", path.display()))
+}
+
+/// A component of the `bot` world from a core module in WAT.
+pub fn component(wat: &str) -> Vec<u8> {
+    let mut module = wat::parse_str(wat).expect("valid WAT");
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit")).expect("wit/ parses");
+    let world = resolve.select_world(&[pkg], Some("bot")).expect("world bot");
+    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
+        .expect("embed");
+    wit_component::ComponentEncoder::default().module(&module).expect("module").validate(true).encode().expect("encode")
+}
+
+/// The module around a `handle` body: memory, a bump allocator reset after each
+/// event, `init`, and the imports the bodies use.
+///
+/// Static data: at 64 one `element::plain` (tag 1 at +0, string at +8/+12)
+/// pointing at TEXT at 128; 256.. is a return area.
+pub fn module(text: &str, handle_body: &str) -> String {
+    let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
+    let len = text.len();
+    format!(
+        r#"(module
+  (import "botbridge:bot/operations@0.1.0" "send-to-group" (func $send (param i32 i64 i64 i32 i32 i32)))
+  (import "botbridge:bot/operations@0.1.0" "recall" (func $recall (param i32 i32 i32)))
+  (import "botbridge:bot/kv@0.1.0" "get" (func $kv_get (param i32 i32 i32)))
+  (import "botbridge:bot/kv@0.1.0" "set" (func $kv_set (param i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $bump (mut i32) (i32.const 4096))
+  (data (i32.const 64) "\01")
+  (data (i32.const 72) "\80\00\00\00")
+  (data (i32.const 76) "{len_bytes}")
+  (data (i32.const 128) "{escaped}")
+  (data (i32.const 200) "count")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.xor (i32.sub (local.get 2) (i32.const 1)) (i32.const -1))))
+    (global.set $bump (i32.add (local.get $p) (local.get 3)))
+    (block $ok
+      (br_if $ok (i32.le_u (global.get $bump) (i32.mul (memory.size) (i32.const 65536))))
+      (br_if $ok (i32.ne (memory.grow (i32.add (i32.div_u (global.get $bump) (i32.const 65536)) (i32.const 1))) (i32.const -1)))
+      unreachable)
+    (local.get $p))
+  (func $say (call $send (i32.const 0) (i64.const 0) (i64.const 20001) (i32.const 64) (i32.const 1) (i32.const 256)))
+  (func $is_group_message (param $e i32) (result i32)
+    (i32.and (i32.eqz (i32.load8_u offset=24 (local.get $e))) (i32.eqz (i32.load8_u offset=32 (local.get $e)))))
+  (func $recurse (param i32) (result i32) (i32.add (call $recurse (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func (export "init"))
+  (func (export "handle") (param $e i32)
+    {handle_body}
+    (global.set $bump (i32.const 4096)))
+)"#,
+        len_bytes = (len as u32).to_le_bytes().iter().map(|b| format!("\\{b:02x}")).collect::<String>(),
+    )
+}
+
+/// Says TEXT in group 20001 for every group message.
+pub fn sayer(text: &str) -> Vec<u8> {
+    component(&module(text, "(if (call $is_group_message (local.get $e)) (then (call $say)))"))
+}
+
+/// Recalls every group message it sees (the event's MessageSource ID).
+pub fn recaller() -> Vec<u8> {
+    // event: data tag @24, message-event tag @32, group-message @40, its message list @40+80.
+    component(&module(
+        "",
+        r#"(local $list i32)
+        (if (call $is_group_message (local.get $e)) (then
+          (local.set $list (i32.load offset=120 (local.get $e)))
+          (call $recall (i32.load offset=8 (local.get $list)) (i32.load offset=12 (local.get $list)) (i32.const 256))))"#,
+    ))
+}
+
+/// Tries to say "hi" on every group message and stores the raw result bytes
+/// (tag at 0, error code at 4) in kv under "count".
+pub fn result_recorder() -> Vec<u8> {
+    component(&module(
+        "hi",
+        r#"(if (call $is_group_message (local.get $e)) (then
+          (call $say)
+          (call $kv_set (i32.const 200) (i32.const 5) (i32.const 256) (i32.const 8) (i32.const 512))))"#,
+    ))
+}
+
+/// Counts group messages in kv ("count", one byte).
+pub fn counter() -> Vec<u8> {
+    component(&module(
+        "",
+        r#"(local $n i32)
+        (if (call $is_group_message (local.get $e)) (then
+          (call $kv_get (i32.const 200) (i32.const 5) (i32.const 512))
+          (if (i32.load8_u (i32.const 512))
+            (then (local.set $n (i32.load8_u (i32.load (i32.const 516))))))
+          (i32.store8 (i32.const 600) (i32.add (local.get $n) (i32.const 1)))
+          (call $kv_set (i32.const 200) (i32.const 5) (i32.const 600) (i32.const 1) (i32.const 512))))"#,
+    ))
+}
+
+pub fn infinite_loop() -> Vec<u8> {
+    component(&module("", "(loop $forever (br $forever))"))
+}
+
+pub fn trap() -> Vec<u8> {
+    component(&module("", "unreachable"))
+}
+
+/// Grows memory a MiB at a time until refused, then traps.
+pub fn memory_bomb() -> Vec<u8> {
+    component(&module(
+        "",
+        "(loop $more (br_if $more (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable",
+    ))
+}
+
+pub fn deep_recursion() -> Vec<u8> {
+    component(&module("", "(drop (call $recurse (i32.const 0)))"))
+}
+
+/// Says "flood" 200 times per event.
+pub fn flood() -> Vec<u8> {
+    component(&module(
+        "flood",
+        r#"(local $i i32)
+        (loop $again
+          (call $say)
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $again (i32.lt_u (local.get $i) (i32.const 200))))"#,
+    ))
+}
+
+/// Writes `bytes` as `dir/NAME.wasm`.
+pub fn install(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("bots dir");
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).expect("write bot");
+    path
+}
+
+/// Polls `cond` until it holds or 20 s pass.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,131 @@
+//! Wasm bots in a real bridge: the echo example answers, IDs cross between wasm
+//! bots and WebSocket clients, permissions, kv across a hot reload, `check`.
+
+use serde_json::json;
+
+use crate::guests::*;
+use crate::support::*;
+
+fn kv_value(settings: &botbridge::config::Settings, bot: &str, key: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(settings.state_dir.join("kv").join(format!("{bot}.json"))).ok()?;
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).ok()?;
+    base64::engine::general_purpose::STANDARD.decode(map.get(key)?.as_str()?).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_echo_bot_answers_in_every_scene() {
+    let s = settings();
+    install(&s.bots, "echo", &example("echo"));
+    let bridge = start(s).await;
+    assert!(bridge.wasm.status("echo").is_some(), "loaded at start");
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+
+    c.group_message(GROUP, MEMBER, "/echo hello from the group").await;
+    let out = c.next_of("outgoing").await;
+    assert_eq!(out["data"]["by"], "echo");
+    assert_eq!(out["data"]["target"], json!({"type": "group", "group": GROUP}));
+    assert_eq!(out["data"]["message"][1], json!({"type": "Plain", "msg": "hello from the group"}));
+
+    c.ok("SimMessage", json!({"friend": FRIEND, "message": plain("/echo psst")})).await;
+    let out = c.next_of("outgoing").await;
+    assert_eq!(out["data"]["target"], json!({"type": "friend", "friend": FRIEND}));
+    assert_eq!(out["data"]["message"][1]["msg"], "psst");
+
+    c.ok("SimMessage", json!({"group": GROUP, "sender": STRANGER, "temp": true, "message": plain("/echo temp")})).await;
+    let out = c.next_of("outgoing").await;
+    assert_eq!(out["data"]["target"], json!({"type": "temp", "group": GROUP, "user": STRANGER}));
+
+    // Not a command: no answer. The next outgoing frame is the next command's.
+    c.group_message(GROUP, MEMBER, "echo without slash").await;
+    c.group_message(GROUP, MEMBER, "/echo second").await;
+    assert_eq!(c.next_of("outgoing").await["data"]["message"][1]["msg"], "second");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_cross_between_wasm_bots_and_clients() {
+    let s = settings();
+    install(&s.bots, "echo", &example("echo"));
+    let bridge = start(s).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+
+    // A client recalls what the wasm bot sent.
+    c.group_message(GROUP, MEMBER, "/echo recall me").await;
+    let out = c.next_of("outgoing").await;
+    let source = out["data"]["sourceId"].as_str().unwrap().to_owned();
+    c.ok("Recall", json!({"messageSource": source})).await;
+    let revoke = c.next_of("revoke").await;
+    assert_eq!(revoke["data"]["msgID"], source);
+    assert_eq!(revoke["data"]["revokee"], BOT);
+
+    // A wasm bot recalls a message whose ID the client also saw.
+    install(&bridge.wasm.dir().to_path_buf(), "recaller", &recaller());
+    eventually("recaller loaded", || bridge.wasm.status("recaller").is_some()).await;
+    let seen = c.group_message(GROUP, MEMBER, "delete me please").await;
+    let revoke = c.next_of("revoke").await;
+    assert_eq!(revoke["data"]["msgID"], source_id(&seen));
+    assert_eq!(revoke["data"]["revoker"], BOT);
+    // The client cannot recall it again: the world saw the bot's recall.
+    assert_eq!(c.code("Recall", json!({"messageSource": source_id(&seen)})).await, "already_recalled");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_operation_is_a_forbidden_result_not_a_trap() {
+    let s = settings();
+    install(&s.bots, "limited", &result_recorder());
+    std::fs::write(s.bots.join("limited.toml"), "[permissions]\ngroups = [20002]\n").unwrap();
+    let bridge = start(s.clone()).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    c.group_message(GROUP, MEMBER, "go").await;
+    eventually("the bot stored its result", || kv_value(&s, "limited", "count").is_some()).await;
+    let raw = kv_value(&s, "limited", "count").unwrap();
+    assert_eq!(raw[0], 1, "result is err");
+    assert_eq!(raw[4], 22, "error code is forbidden (index 22 of error-code)");
+    let status = bridge.wasm.status("limited").unwrap();
+    assert_eq!(status.failures, 0, "no trap");
+    assert_eq!(status.handled, 1);
+    // Nothing was sent.
+    let seq = c.ok("SimMessage", json!({"friend": FRIEND, "message": plain("x")})).await["seq"].clone();
+    let next = c.event().await;
+    assert_eq!(next["seq"], seq, "no outgoing frame came before: {next}");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_survives_a_hot_reload() {
+    let s = settings();
+    install(&s.bots, "counter", &counter());
+    let bridge = start(s.clone()).await;
+    let mut c = Client::connect(&bridge.ws_url()).await;
+    for i in 0..3 {
+        c.group_message(GROUP, MEMBER, &format!("m{i}")).await;
+    }
+    eventually("three counted", || kv_value(&s, "counter", "count") == Some(vec![3])).await;
+    let old = bridge.wasm.status("counter").unwrap().version;
+    // A new build of the same bot (one more data byte, so another hash).
+    let mut new_version = counter();
+    new_version.extend_from_slice(&[0, 4, 3, b'p', b'a', b'd']); // a custom section "pad"
+    install(&s.bots, "counter", &new_version);
+    eventually("new version running", || bridge.wasm.status("counter").is_some_and(|st| st.version != old)).await;
+    c.group_message(GROUP, MEMBER, "after reload").await;
+    eventually("count continued to four", || kv_value(&s, "counter", "count") == Some(vec![4])).await;
+    bridge.shutdown().await;
+}
+
+#[test]
+fn check_reports_fit_and_misfit() {
+    let report = botbridge::wasm::check(&example("echo")).expect("echo compiles");
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    assert!(report.exports.iter().any(|e| e == "handle (func)"));
+    assert!(report.imports.iter().any(|i| i.starts_with("botbridge:bot/operations@0.1.0")));
+
+    assert!(botbridge::wasm::check(b"definitely not wasm").is_err());
+    let core = wat::parse_str("(module)").unwrap();
+    assert!(botbridge::wasm::check(&core).unwrap_err().contains("core wasm module"));
+    // A component that imports something the world does not offer.
+    let foreign = wat::parse_str(r#"(component (import "acme:rockets/launch" (func)))"#).unwrap();
+    let report = botbridge::wasm::check(&foreign).expect("compiles");
+    assert!(report.problem.is_some());
+}
