@@ -286,7 +286,7 @@ impl WasmHost {
             stop: stop.clone(),
             status: status.clone(),
         };
-        let task = tokio::spawn(runner.run());
+        let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), tracing::info_span!("bot", name)));
         inner.slots.lock().insert(name.to_owned(), Slot { version: version.clone(), config, stop, task, status });
         tracing::info!(bot = name, version, "loaded");
         Ok(())

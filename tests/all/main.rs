@@ -4,6 +4,7 @@ mod support;
 
 mod fixtures;
 mod ws_auth;
+mod ws_keepalive;
 mod ws_input;
 mod ws_ops;
 mod ws_stream;

@@ -1,0 +1,212 @@
+//! `cargo bench --bench wasm`: deliveries per second to 1, 10 and 100 trivial
+//! wasm bots; the latency a bot's Reply adds to an event; file written → new
+//! version's first answer; start-up with 100 cached bots; resident memory per
+//! idle bot. Prints a table; asserts nothing.
+
+#[path = "../tests/all/guests.rs"]
+#[allow(dead_code)]
+mod guests;
+
+use std::time::{Duration, Instant};
+
+use botbridge::backend::{BackendEvent, IncomingMessage, Sender};
+use botbridge::bus::Payload;
+use botbridge::config::Settings;
+use botbridge::schema::{Element, GroupModel, MemberModel, Permission, Target};
+
+fn settings() -> Settings {
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    let mut s =
+        Settings { listen: "127.0.0.1:0".into(), bots: dir.join("bots"), state_dir: dir.join("state"), ..Settings::default() };
+    s.bus.queue = 16_384;
+    s.bus.replay = 1024;
+    s
+}
+
+fn message(i: i64, text: &str) -> BackendEvent {
+    BackendEvent::Message(IncomingMessage {
+        target: Target::Group { group: 20001 },
+        group: Some(GroupModel { id: 20001, name: "botbridge dev".into(), bot_permission: Permission::Administrator }),
+        sender: Sender::Member(MemberModel {
+            id: 30003,
+            nick: "Mia".into(),
+            name_card: String::new(),
+            name_card_or_nick: "Mia".into(),
+            permission: Permission::Member,
+            special_title: String::new(),
+        }),
+        backend_id: i,
+        time: 1_732_230_000,
+        quote: None,
+        elements: vec![Element::Plain { msg: text.into() }],
+        anonymous: false,
+    })
+}
+
+/// A build of `bytes` with another content hash.
+fn variant(bytes: &[u8], n: u32) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    let payload = n.to_le_bytes();
+    v.extend_from_slice(&[0, 1 + 3 + 4, 3, b'p', b'a', b'd']);
+    v.extend_from_slice(&payload);
+    v
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+async fn deliveries(bots: usize, events: u64) -> f64 {
+    let s = settings();
+    let trivial = guests::component(&guests::module("", ""));
+    for i in 0..bots {
+        guests::install(&s.bots, &format!("t{i}"), &variant(&trivial, i as u32));
+    }
+    let running = botbridge::app::start(s).await.expect("start");
+    let names: Vec<String> = (0..bots).map(|i| format!("t{i}")).collect();
+    let min_handled = || names.iter().map(|n| running.wasm.status(n).map(|s| s.handled).unwrap_or(0)).min().unwrap_or(0);
+    let start = Instant::now();
+    let chunk = 2048;
+    let mut published = 0;
+    while published < events {
+        while published >= 2 * chunk && min_handled() < published - 2 * chunk {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        for _ in 0..chunk.min(events - published) {
+            running.bridge.ingest(10001, message(published as i64, "hi"));
+            published += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    while min_handled() < events {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let rate = (events * bots as u64) as f64 / start.elapsed().as_secs_f64();
+    running.shutdown().await;
+    rate
+}
+
+/// Event published → the echo bot's reply published, through one bus subscription.
+async fn reply_latency(n: usize) -> Vec<Duration> {
+    let s = settings();
+    guests::install(&s.bots, "echo", &guests::example("echo"));
+    let running = botbridge::app::start(s).await.expect("start");
+    let mut sub = running.bridge.bus().subscribe("bench", true, None);
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        running.bridge.ingest(10001, message(i as i64, "/echo hi"));
+        let mut event_at = None;
+        loop {
+            let frame = sub.recv().await.expect("frame");
+            match &frame.payload {
+                Payload::Event(_) => event_at = Some(Instant::now()),
+                Payload::Outgoing(_) => {
+                    if let Some(t) = event_at {
+                        times.push(t.elapsed());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    running.shutdown().await;
+    times.sort();
+    times
+}
+
+/// File written → the new version has answered an event.
+async fn reload_latency(rounds: u32) -> Vec<Duration> {
+    let s = settings();
+    let echo = guests::example("echo");
+    guests::install(&s.bots, "echo", &echo);
+    let running = botbridge::app::start(s.clone()).await.expect("start");
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        let old = running.wasm.status("echo").expect("loaded").version;
+        let t = Instant::now();
+        guests::install(&s.bots, "echo", &variant(&echo, round));
+        let mut i = 0;
+        loop {
+            running.bridge.ingest(10001, message(i, "/echo probe"));
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if let Some(st) = running.wasm.status("echo")
+                && st.version != old
+                && st.handled > 0
+            {
+                break;
+            }
+        }
+        times.push(t.elapsed());
+    }
+    running.shutdown().await;
+    times.sort();
+    times
+}
+
+/// (cold start with compiling, warm start from cache, RSS per idle bot).
+async fn startup(bots: usize) -> (Duration, Duration, f64) {
+    let s = settings();
+    let echo = guests::example("echo");
+    let baseline = {
+        let empty = settings();
+        let running = botbridge::app::start(empty).await.expect("start");
+        let rss = rss_bytes();
+        running.shutdown().await;
+        rss
+    };
+    for i in 0..bots {
+        guests::install(&s.bots, &format!("echo{i}"), &variant(&echo, 1000 + i as u32));
+    }
+    let t = Instant::now();
+    let running = botbridge::app::start(s.clone()).await.expect("start");
+    let cold = t.elapsed();
+    running.shutdown().await;
+    let t = Instant::now();
+    let running = botbridge::app::start(s).await.expect("start");
+    let warm = t.elapsed();
+    assert_eq!(running.wasm.statuses().len(), bots);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let per_bot = rss_bytes().saturating_sub(baseline) as f64 / bots as f64;
+    running.shutdown().await;
+    (cold, warm, per_bot)
+}
+
+fn p(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 10 } else { 1 };
+
+    println!("## Deliveries to trivial wasm bots\n");
+    println!("| bots | events | deliveries/s |");
+    println!("|---:|---:|---:|");
+    for (bots, events) in [(1usize, 200_000u64), (10, 50_000), (100, 10_000)] {
+        let events = events / scale;
+        let rate = runtime.block_on(deliveries(bots, events));
+        println!("| {bots} | {events} | {rate:.0} |");
+    }
+
+    let lat = runtime.block_on(reply_latency(5000 / scale as usize));
+    println!("\n## Echo bot: event published → its Reply published ({} events)\n", lat.len());
+    println!("| p50 µs | p99 µs |\n|---:|---:|\n| {:.1} | {:.1} |", p(&lat, 0.5), p(&lat, 0.99));
+
+    let reload = runtime.block_on(reload_latency(if quick { 3 } else { 10 }));
+    println!("\n## Echo bot: file written → new version's first answer ({} rounds)\n", reload.len());
+    println!(
+        "| p50 ms | max ms |\n|---:|---:|\n| {:.1} | {:.1} |",
+        p(&reload, 0.5) / 1000.0,
+        reload.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+    );
+
+    let bots = 100;
+    let (cold, warm, per_bot) = runtime.block_on(startup(bots));
+    println!("\n## Start-up with {bots} echo bots\n");
+    println!("| compile all (cold) | from cache (warm) | resident memory per idle bot |");
+    println!("|---:|---:|---:|");
+    println!("| {:.0} ms | {:.0} ms | {:.0} KiB |", cold.as_secs_f64() * 1e3, warm.as_secs_f64() * 1e3, per_bot / 1024.0);
+}
