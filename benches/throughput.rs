@@ -111,6 +111,7 @@ async fn echo_round_trip(n: usize) -> Vec<Duration> {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
                 while let Some(Ok(msg)) = ws.next().await {

@@ -100,6 +100,12 @@ fn lookup_error(kind: IdKind, e: LookupError) -> OpError {
     OpError::new(code, format!("{what}: {e}"))
 }
 
+/// A quote's text preview: the first characters of the message.
+fn preview(chain: &[Element]) -> String {
+    const MAX_CHARS: usize = 80;
+    chain_text(chain).chars().take(MAX_CHARS).collect()
+}
+
 fn valid_image_url(url: &str) -> bool {
     ["file://", "http://", "https://", "base64:"].iter().any(|p| url.starts_with(p))
 }
@@ -217,7 +223,7 @@ impl Bridge {
         chain: &MessageChain,
     ) -> Result<OpData, OpError> {
         let message = self.outgoing(bot, chain)?;
-        let text = chain_text(&message.elements);
+        let text = preview(&message.elements);
         let sent = backend.send(target, message).await?;
         let msg = MessageRef { bot, target, backend_id: sent.backend_id };
         let source_id = self.registry.issue(Handle::Source(SourceInfo { msg, sender: bot, time: sent.time, text }));
@@ -408,7 +414,7 @@ impl Bridge {
 
     fn message_event(&self, bot: i64, m: IncomingMessage) -> MessageEvent {
         let msg = MessageRef { bot, target: m.target, backend_id: m.backend_id };
-        let text = chain_text(&m.elements);
+        let text = preview(&m.elements);
         let source_id =
             self.registry.issue(Handle::Source(SourceInfo { msg, sender: m.sender.id(), time: m.time, text }));
         let reply_key = self.registry.issue(Handle::ReplyKey(msg));

@@ -523,24 +523,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Every operation name, as written in `type`.
-    pub const NAMES: [&'static str; 14] = [
-        "Reply",
-        "SendToGroup",
-        "SendToFriend",
-        "RecallReceipt",
-        "Recall",
-        "MuteMember",
-        "HandleFriendRequest",
-        "HandleGroupInvite",
-        "HandleJoinRequest",
-        "ListFriends",
-        "ListGroups",
-        "ListMembers",
-        "SimMessage",
-        "SimEvent",
-    ];
-
     pub fn name(&self) -> &'static str {
         match self {
             Self::Reply(_) => "Reply",
@@ -575,44 +557,80 @@ pub struct BadRequest {
     pub error: OpError,
 }
 
+/// A request frame's outer shape; `content` is parsed once its `type` is known.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest<'a> {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(rename = "type", default)]
+    kind: Option<Value>,
+    #[serde(borrow, default)]
+    content: Option<&'a serde_json::value::RawValue>,
+}
+
 impl Request {
+    /// Why `text` is not a request: not JSON, not an object, or a bad field.
+    fn explain(text: &str, error: String) -> BadRequest {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(obj)) => BadRequest {
+                id: obj.get("id").filter(|id| id.is_string() || id.is_number()).cloned().unwrap_or(Value::Null),
+                error: OpError::new(ErrorCode::BadRequest, error),
+            },
+            Ok(_) => BadRequest {
+                id: Value::Null,
+                error: OpError::new(ErrorCode::MalformedJson, "a request is a JSON object"),
+            },
+            Err(e) => BadRequest { id: Value::Null, error: OpError::new(ErrorCode::MalformedJson, format!("not JSON: {e}")) },
+        }
+    }
+
     /// Decodes one client text frame. Every failure carries a stable code and the
     /// request's `id` when it had a readable one, so the answer can be correlated.
     pub fn decode(text: &str) -> Result<Request, BadRequest> {
-        let value: Value = serde_json::from_str(text).map_err(|e| BadRequest {
-            id: Value::Null,
-            error: OpError::new(ErrorCode::MalformedJson, format!("not JSON: {e}")),
-        })?;
-        let Value::Object(mut obj) = value else {
-            return Err(BadRequest {
-                id: Value::Null,
-                error: OpError::new(ErrorCode::MalformedJson, "a request is a JSON object"),
-            });
-        };
-        let id = obj.remove("id").unwrap_or(Value::Null);
+        // serde would also read a struct from an array: only objects are requests.
+        if !text.trim_start().starts_with('{') {
+            return Err(Self::explain(text, "a request is a JSON object".into()));
+        }
+        let raw: RawRequest = serde_json::from_str(text).map_err(|e| Self::explain(text, e.to_string()))?;
+        let id = raw.id.unwrap_or(Value::Null);
         let bad = |code, message: String| BadRequest { id: id.clone(), error: OpError::new(code, message) };
         if !matches!(id, Value::String(_) | Value::Number(_)) {
-            return Err(bad(ErrorCode::BadRequest, "`id` must be a string or a number".into()));
+            return Err(BadRequest {
+                id: Value::Null,
+                error: OpError::new(ErrorCode::BadRequest, "`id` must be a string or a number"),
+            });
         }
-        let name = match obj.get("type") {
-            Some(Value::String(name)) => name.clone(),
+        let name = match raw.kind {
+            Some(Value::String(name)) => name,
             Some(_) => return Err(bad(ErrorCode::BadRequest, "`type` must be a string".into())),
             None => return Err(bad(ErrorCode::BadRequest, "missing field `type`".into())),
         };
-        if !Operation::NAMES.contains(&name.as_str()) {
-            return Err(bad(ErrorCode::UnknownType, format!("unknown operation type `{name}`")));
+        let content = raw.content.map(|c| c.get()).unwrap_or("{}");
+        if !content.trim_start().starts_with('{') {
+            return Err(bad(ErrorCode::BadRequest, "`content` must be an object".into()));
         }
-        if let Some(extra) = obj.keys().find(|k| *k != "type" && *k != "content") {
-            return Err(bad(ErrorCode::BadRequest, format!("unknown field `{extra}`")));
+        fn parse<'a, T: Deserialize<'a>>(content: &'a str) -> Result<T, serde_json::Error> {
+            serde_json::from_str(content)
         }
-        match obj.entry("content").or_insert_with(|| Value::Object(Default::default())) {
-            Value::Object(_) => {}
-            _ => return Err(bad(ErrorCode::BadRequest, "`content` must be an object".into())),
-        }
-        match serde_json::from_value::<Operation>(Value::Object(obj)) {
-            Ok(op) => Ok(Request { id, op }),
-            Err(e) => Err(bad(ErrorCode::BadRequest, format!("{name}: {e}"))),
-        }
+        let op = match name.as_str() {
+            "Reply" => parse(content).map(Operation::Reply),
+            "SendToGroup" => parse(content).map(Operation::SendToGroup),
+            "SendToFriend" => parse(content).map(Operation::SendToFriend),
+            "RecallReceipt" => parse(content).map(Operation::RecallReceipt),
+            "Recall" => parse(content).map(Operation::Recall),
+            "MuteMember" => parse(content).map(Operation::MuteMember),
+            "HandleFriendRequest" => parse(content).map(Operation::HandleFriendRequest),
+            "HandleGroupInvite" => parse(content).map(Operation::HandleGroupInvite),
+            "HandleJoinRequest" => parse(content).map(Operation::HandleJoinRequest),
+            "ListFriends" => parse(content).map(Operation::ListFriends),
+            "ListGroups" => parse(content).map(Operation::ListGroups),
+            "ListMembers" => parse(content).map(Operation::ListMembers),
+            "SimMessage" => parse(content).map(Operation::SimMessage),
+            "SimEvent" => parse(content).map(Operation::SimEvent),
+            _ => return Err(bad(ErrorCode::UnknownType, format!("unknown operation type `{name}`"))),
+        };
+        op.map(|op| Request { id: id.clone(), op }).map_err(|e| bad(ErrorCode::BadRequest, format!("{name}: {e}")))
     }
 }
 

@@ -19,6 +19,9 @@ use crate::schema::{
     ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Permission, Target, UserEvent, chain_text,
 };
 
+/// Messages the world remembers (for recalls and quotes); older ones are forgotten.
+const MAX_MESSAGES: i64 = 100_000;
+
 /// Longest mute a group allows: 30 days.
 const MAX_MUTE_SECONDS: i64 = 30 * 24 * 3600;
 
@@ -233,7 +236,10 @@ impl World {
         let backend_id = self.next_message;
         self.next_message += 1;
         let time = now();
+        // A preview is all a quote shows.
+        let text = text.chars().take(80).collect();
         self.messages.insert(backend_id, StoredMessage { target, sender, time, text, recalled: false });
+        self.messages.remove(&(backend_id - MAX_MESSAGES));
         Sent { backend_id, time }
     }
 
