@@ -12,6 +12,7 @@ use crate::bridge::Bridge;
 use crate::bus::Bus;
 use crate::config::{AccountConfig, Settings};
 use crate::registry::{Clock, Registry, SystemClock};
+use crate::store::{Durable, StateError};
 use crate::wasm::{HostConfig, HostError, WasmHost};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,8 @@ pub enum StartError {
     Listen { addr: String, source: std::io::Error },
     #[error(transparent)]
     Wasm(#[from] HostError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// A started bridge. Dropping it does not stop it; call `shutdown`.
@@ -27,6 +30,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub bridge: Arc<Bridge>,
     pub wasm: WasmHost,
+    durable: Option<Arc<Durable>>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -42,12 +46,14 @@ impl Running {
         self.shutdown.cancel();
         let _ = self.server.await;
         self.wasm.shutdown().await;
+        close_state(self.durable.as_deref());
     }
 
     /// Resolves when the server has stopped (after `shutdown_token` fired).
     pub async fn wait(self) -> std::io::Result<()> {
         let result = self.server.await.unwrap_or(Ok(()));
         self.wasm.shutdown().await;
+        close_state(self.durable.as_deref());
         result
     }
 
@@ -56,12 +62,29 @@ impl Running {
     }
 }
 
-/// Builds the bridge (no servers): registry, bus and accounts.
-pub fn build(settings: &Settings) -> Arc<Bridge> {
+fn close_state(durable: Option<&Durable>) {
+    if let Some(durable) = durable
+        && let Err(e) = durable.close()
+    {
+        tracing::error!("closing the state file: {e}");
+    }
+}
+
+/// Builds the bridge (no servers): registry, bus and accounts, restored from
+/// the state file unless `ephemeral`.
+pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<Arc<Durable>>), StateError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let registry = Arc::new(Registry::new(settings.registry, clock.clone()));
-    let bus = Bus::new(settings.bus);
-    let bridge = Bridge::new(registry, bus, clock);
+    let (registry, bus, durable) = if settings.ephemeral {
+        (Registry::new(settings.registry, clock.clone()), Bus::new(settings.bus), None)
+    } else {
+        let (durable, restored) = Durable::open(&settings.state_dir)?;
+        let registry = Registry::restore(settings.registry, clock.clone(), durable.clone(), &restored);
+        let bus = Bus::restore(settings.bus, durable.clone(), &restored);
+        durable.spawn_group_commit();
+        tracing::info!(path = %durable.path().display(), ids = restored.ids.len(), events = restored.events.len(), "state restored");
+        (registry, bus, Some(durable))
+    };
+    let bridge = Bridge::new(Arc::new(registry), bus, clock);
     for account in &settings.accounts {
         match account {
             AccountConfig::Sim { id } => {
@@ -69,12 +92,12 @@ pub fn build(settings: &Settings) -> Arc<Bridge> {
             }
         }
     }
-    bridge
+    Ok((bridge, durable))
 }
 
 /// Builds and starts everything.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
-    let bridge = build(&settings);
+    let (bridge, durable) = build(&settings)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
@@ -82,12 +105,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let wasm = WasmHost::new(
         bridge.clone(),
-        HostConfig { dir: settings.bots.clone(), state_dir: Some(settings.state_dir.clone()), max_bots: settings.max_bots },
+        HostConfig { dir: settings.bots.clone(), cache_dir: Some(settings.state_dir.join("cache")), max_bots: settings.max_bots },
+        durable.clone(),
     )?;
     wasm.load_all().await;
     wasm.watch(shutdown.clone())?;
     let router = crate::ws::router(bridge.clone(), settings.ws.clone(), shutdown.clone());
     let server = tokio::spawn(crate::ws::serve_http(listener, router, shutdown.clone()));
     tracing::info!(%addr, accounts = ?bridge.accounts(), bots = wasm.statuses().len(), "botbridge listening on ws://{addr}/ws");
-    Ok(Running { addr, bridge, wasm, shutdown, server })
+    Ok(Running { addr, bridge, wasm, durable, shutdown, server })
 }

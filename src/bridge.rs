@@ -228,6 +228,15 @@ impl Bridge {
         let msg = MessageRef { bot, target, backend_id: sent.backend_id };
         let source_id = self.registry.issue(Handle::Source(SourceInfo { msg, sender: bot, time: sent.time, text }));
         let receipt_id = self.registry.issue(Handle::Receipt(msg));
+        // Acknowledged IDs must survive a crash: commit before answering.
+        if self.registry.is_durable() {
+            let registry = self.registry.clone();
+            let committed = tokio::task::spawn_blocking(move || registry.commit()).await;
+            if let Err(e) = committed.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                tracing::error!(by = %caller.name, "sent, but its IDs could not be stored: {e}");
+                return Err(OpError::new(ErrorCode::Internal, format!("sent, but its IDs could not be stored: {e}")));
+            }
+        }
         let mut audited = Vec::with_capacity(chain.len() + 1);
         audited.push(Element::MessageSource { id: source_id.clone() });
         audited.extend(chain.iter().filter(|e| !matches!(e, Element::MessageSource { .. })).cloned());

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::schema::{Event, EventFrame, Outgoing, OutgoingFrame, OutgoingTag};
+use crate::store::{Durable, Restored};
 
 /// What a frame carries, for consumers that want the typed form (wasm bots).
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +70,7 @@ pub struct Bus {
     config: BusConfig,
     inner: Mutex<Inner>,
     dropped_consumers: AtomicU64,
+    durable: Option<Arc<Durable>>,
 }
 
 /// Events a resuming consumer can no longer get: `from..=to` fell out of the buffer.
@@ -119,12 +121,24 @@ impl Drop for Subscription {
 
 impl Bus {
     pub fn new(config: BusConfig) -> Arc<Self> {
-        Self::resume(config, 0, Vec::new())
+        Self::build(config, 0, VecDeque::new(), None)
     }
 
-    /// A bus that continues after `last_seq`, with `history` as its replay buffer.
-    pub fn resume(config: BusConfig, last_seq: u64, history: Vec<Arc<Frame>>) -> Arc<Self> {
-        let mut ring: VecDeque<_> = history.into();
+    /// A bus kept in `durable`: its replay buffer restored, numbering past
+    /// every `seq` that may have been handed out.
+    pub fn restore(config: BusConfig, durable: Arc<Durable>, restored: &Restored) -> Arc<Self> {
+        let ring = restored
+            .events
+            .iter()
+            .filter_map(|(seq, json)| {
+                let frame: EventFrame = serde_json::from_str(json).ok()?;
+                Some(Arc::new(Frame { seq: *seq, payload: Payload::Event(frame), json: Utf8Bytes::from(json.clone()) }))
+            })
+            .collect();
+        Self::build(config, restored.next_seq - 1, ring, Some(durable))
+    }
+
+    fn build(config: BusConfig, last_seq: u64, mut ring: VecDeque<Arc<Frame>>, durable: Option<Arc<Durable>>) -> Arc<Self> {
         while ring.len() > config.replay {
             ring.pop_front();
         }
@@ -132,6 +146,7 @@ impl Bus {
             config,
             inner: Mutex::new(Inner { last_seq, ring, consumers: Vec::new(), next_consumer: 0 }),
             dropped_consumers: AtomicU64::new(0),
+            durable,
         })
     }
 
@@ -154,6 +169,9 @@ impl Bus {
         let seq = inner.last_seq + 1;
         let frame = EventFrame { event, seq, time, bot };
         let json = to_json(&frame);
+        if let Some(durable) = &self.durable {
+            durable.record_event(seq, json.to_string(), self.config.replay);
+        }
         inner.last_seq = seq;
         self.fan_out(&mut inner, Arc::new(Frame { seq, payload: Payload::Event(frame), json }));
         seq

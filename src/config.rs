@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub id_ttl: Option<u64>,
     pub ping_interval: Option<u64>,
     pub max_bots: Option<u32>,
+    pub ephemeral: Option<bool>,
     #[serde(default)]
     pub account: Vec<AccountConfig>,
     pub sim: Option<WorldConfig>,
@@ -85,6 +86,9 @@ pub struct ServeArgs {
     /// Seconds between keepalive pings [default: 20].
     #[arg(long, value_name = "SECONDS")]
     pub ping_interval: Option<u64>,
+    /// Keep IDs, events and bot kv in memory only, not in STATE_DIR/botbridge.redb.
+    #[arg(long)]
+    pub ephemeral: bool,
     /// Most wasm bots loaded at once [default: 256].
     #[arg(long, value_name = "N")]
     pub max_bots: Option<u32>,
@@ -97,6 +101,8 @@ pub struct Settings {
     pub bots: PathBuf,
     pub state_dir: PathBuf,
     pub max_bots: u32,
+    /// No state file: everything in memory.
+    pub ephemeral: bool,
     pub ws: WsConfig,
     pub bus: BusConfig,
     pub registry: RegistryConfig,
@@ -114,6 +120,7 @@ impl Default for Settings {
             bots: "bots".into(),
             state_dir: "state".into(),
             max_bots: 256,
+            ephemeral: false,
             ws: WsConfig::default(),
             bus: BusConfig::default(),
             registry: RegistryConfig::default(),
@@ -181,6 +188,7 @@ impl Settings {
             bots: args.bots.clone().or(file.bots).unwrap_or(d.bots),
             state_dir: args.state_dir.clone().or(file.state_dir).unwrap_or(d.state_dir),
             max_bots: args.max_bots.or(file.max_bots).unwrap_or(d.max_bots).max(1),
+            ephemeral: args.ephemeral || file.ephemeral.unwrap_or(false),
             ws: WsConfig {
                 token: args.token.clone().or(file.token).filter(|t| !t.is_empty()),
                 max_frame: args.max_frame.or(file.max_frame).unwrap_or(d.ws.max_frame),

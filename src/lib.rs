@@ -12,4 +12,5 @@ pub mod config;
 pub mod registry;
 pub mod wasm;
 pub mod schema;
+pub mod store;
 pub mod ws;

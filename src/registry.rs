@@ -16,9 +16,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::schema::Target;
+use crate::store::Durable;
 
 /// Milliseconds since the unix epoch; injectable so tests need no sleeps.
 pub trait Clock: Send + Sync + 'static {
@@ -92,7 +94,7 @@ impl IdKind {
 
 /// A message inside one account, as the backend knows it. Upstream message IDs
 /// are only unique per scene, so the scene is part of the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MessageRef {
     pub bot: i64,
     pub target: Target,
@@ -101,7 +103,7 @@ pub struct MessageRef {
 }
 
 /// A message: who sent it, when, and a text preview for quotes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceInfo {
     pub msg: MessageRef,
     pub sender: i64,
@@ -109,7 +111,7 @@ pub struct SourceInfo {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestKind {
     Friend,
     GroupInvite,
@@ -117,7 +119,7 @@ pub enum RequestKind {
 }
 
 /// A pending request and the backend's token for answering it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestInfo {
     pub bot: i64,
     pub kind: RequestKind,
@@ -127,7 +129,7 @@ pub struct RequestInfo {
 }
 
 /// What the registry maps an ID to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Handle {
     Source(SourceInfo),
     /// Replies go to the scene of the message the key came with.
@@ -168,6 +170,7 @@ impl Default for RegistryConfig {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct Slot {
     expires_ms: u64,
     handle: Handle,
@@ -176,7 +179,8 @@ struct Slot {
 struct Ring {
     /// Serial of `slots[0]`.
     base: u64,
-    slots: VecDeque<Slot>,
+    /// `None`: a serial lost in a crash (reads as expired).
+    slots: VecDeque<Option<Slot>>,
     /// Source IDs by message, so a recall event names the ID consumers already saw.
     by_message: HashMap<MessageRef, u64>,
 }
@@ -187,6 +191,7 @@ pub struct Registry {
     config: RegistryConfig,
     clock: Arc<dyn Clock>,
     ring: Mutex<Ring>,
+    durable: Option<Arc<Durable>>,
 }
 
 const MAC_LEN: usize = 12;
@@ -198,7 +203,45 @@ impl Registry {
             config,
             clock,
             ring: Mutex::new(Ring { base: 0, slots: VecDeque::new(), by_message: HashMap::new() }),
+            durable: None,
         }
+    }
+
+    /// A registry kept in `durable`, continuing from what it restored.
+    pub fn restore(
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+        durable: Arc<Durable>,
+        restored: &crate::store::Restored,
+    ) -> Self {
+        let base = restored.ids.first().map(|(s, _)| *s).unwrap_or(restored.next_serial);
+        let mut ring = Ring { base, slots: VecDeque::new(), by_message: HashMap::new() };
+        for (serial, bytes) in &restored.ids {
+            while ring.base + (ring.slots.len() as u64) < *serial {
+                ring.slots.push_back(None);
+            }
+            let slot = serde_json::from_slice::<Slot>(bytes).ok();
+            if let Some(Slot { handle: Handle::Source(info), .. }) = &slot {
+                ring.by_message.insert(info.msg, *serial);
+            }
+            ring.slots.push_back(slot);
+        }
+        while ring.base + (ring.slots.len() as u64) < restored.next_serial {
+            ring.slots.push_back(None);
+        }
+        Self { key: restored.key, config, clock, ring: Mutex::new(ring), durable: Some(durable) }
+    }
+
+    /// Makes every ID issued so far durable. Blocks for an fsync.
+    pub fn commit(&self) -> Result<(), crate::store::StateError> {
+        match &self.durable {
+            Some(d) => d.commit(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
     }
 
     pub fn config(&self) -> RegistryConfig {
@@ -210,12 +253,18 @@ impl Registry {
         let now = self.clock.now_ms();
         let kind = handle.kind();
         let mut ring = self.ring.lock();
-        Self::prune(&mut ring, now, self.config.capacity.saturating_sub(1));
+        self.prune(&mut ring, now, self.config.capacity.saturating_sub(1));
         let serial = ring.base + ring.slots.len() as u64;
         if let Handle::Source(info) = &handle {
             ring.by_message.insert(info.msg, serial);
         }
-        ring.slots.push_back(Slot { expires_ms: now + self.config.ttl.as_millis() as u64, handle });
+        let slot = Slot { expires_ms: now + self.config.ttl.as_millis() as u64, handle };
+        if let Some(durable) = &self.durable
+            && let Ok(bytes) = serde_json::to_vec(&slot)
+        {
+            durable.record_id(serial, bytes);
+        }
+        ring.slots.push_back(Some(slot));
         drop(ring);
         self.encode(kind, serial)
     }
@@ -224,7 +273,7 @@ impl Registry {
     pub fn source_of(&self, msg: &MessageRef) -> Option<String> {
         let now = self.clock.now_ms();
         let mut ring = self.ring.lock();
-        Self::prune(&mut ring, now, self.config.capacity);
+        self.prune(&mut ring, now, self.config.capacity);
         let serial = *ring.by_message.get(msg)?;
         drop(ring);
         Some(self.encode(IdKind::Source, serial))
@@ -238,18 +287,21 @@ impl Registry {
         }
         let now = self.clock.now_ms();
         let mut ring = self.ring.lock();
-        Self::prune(&mut ring, now, self.config.capacity);
+        self.prune(&mut ring, now, self.config.capacity);
         if serial < ring.base {
             return Err(LookupError::Expired);
         }
-        let slot = ring.slots.get((serial - ring.base) as usize).ok_or(LookupError::Unknown)?;
-        Ok(slot.handle.clone())
+        match ring.slots.get((serial - ring.base) as usize) {
+            Some(Some(slot)) => Ok(slot.handle.clone()),
+            Some(None) => Err(LookupError::Expired),
+            None => Err(LookupError::Unknown),
+        }
     }
 
     /// Live entries.
     pub fn len(&self) -> usize {
         let mut ring = self.ring.lock();
-        Self::prune(&mut ring, self.clock.now_ms(), self.config.capacity);
+        self.prune(&mut ring, self.clock.now_ms(), self.config.capacity);
         ring.slots.len()
     }
 
@@ -258,18 +310,25 @@ impl Registry {
     }
 
     /// Drops expired entries, then the oldest until at most `keep` remain.
-    fn prune(ring: &mut Ring, now: u64, keep: usize) {
+    fn prune(&self, ring: &mut Ring, now: u64, keep: usize) {
+        let base = ring.base;
         while let Some(front) = ring.slots.front() {
-            if front.expires_ms > now && ring.slots.len() <= keep {
+            let live = front.as_ref().is_some_and(|s| s.expires_ms > now);
+            if live && ring.slots.len() <= keep {
                 break;
             }
-            if let Some(slot) = ring.slots.pop_front()
+            if let Some(Some(slot)) = ring.slots.pop_front()
                 && let Handle::Source(info) = &slot.handle
                 && ring.by_message.get(&info.msg) == Some(&ring.base)
             {
                 ring.by_message.remove(&info.msg);
             }
             ring.base += 1;
+        }
+        if ring.base != base
+            && let Some(durable) = &self.durable
+        {
+            durable.prune_ids(ring.base);
         }
     }
 

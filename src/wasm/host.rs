@@ -26,8 +26,8 @@ pub const DEBOUNCE: Duration = Duration::from_millis(40);
 pub struct HostConfig {
     /// The watched folder of `NAME.wasm` (and `NAME.toml`) files.
     pub dir: PathBuf,
-    /// Where kv data and the compiled-component cache live; None: memory only.
-    pub state_dir: Option<PathBuf>,
+    /// Where the compiled-component cache lives; None: no cache.
+    pub cache_dir: Option<PathBuf>,
     /// Bots the pooling allocator has room for.
     pub max_bots: u32,
 }
@@ -59,7 +59,8 @@ struct Slot {
     version: String,
     config: BotConfig,
     stop: CancellationToken,
-    task: JoinHandle<u64>,
+    /// Taken when the slot is being replaced.
+    task: Option<JoinHandle<u64>>,
     status: Arc<Mutex<BotStatus>>,
 }
 
@@ -121,7 +122,8 @@ fn bot_name(path: &Path) -> Option<String> {
 
 impl WasmHost {
     /// Makes the engine and starts the epoch ticker. Loads nothing yet.
-    pub fn new(bridge: Arc<Bridge>, config: HostConfig) -> Result<Self, HostError> {
+    /// `durable` keeps the bots' kv data; None keeps it in memory.
+    pub fn new(bridge: Arc<Bridge>, config: HostConfig, durable: Option<Arc<crate::store::Durable>>) -> Result<Self, HostError> {
         let engine = engine(config.max_bots)?;
         let linker = linker(&engine)?;
         let weak = engine.weak();
@@ -135,7 +137,7 @@ impl WasmHost {
                 }
             })
             .map_err(|e| HostError::Engine(e.to_string()))?;
-        let kv = KvStore::new(config.state_dir.as_ref().map(|d| d.join("kv")));
+        let kv = KvStore::new(durable);
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -163,6 +165,11 @@ impl WasmHost {
 
     pub fn status(&self, name: &str) -> Option<BotStatus> {
         self.inner.slots.lock().get(name).map(|s| s.status.lock().clone())
+    }
+
+    /// A value in bot `bot`'s kv store.
+    pub fn kv_get(&self, bot: &str, key: &str) -> Option<Vec<u8>> {
+        self.inner.kv.bucket(bot).lock().get(key)
     }
 
     /// Why the newest file of `name` was refused, if it was.
@@ -232,7 +239,7 @@ impl WasmHost {
         }
         let _one_at_a_time = inner.loading.lock().await;
         let engine = inner.engine.clone();
-        let cache = inner.config.state_dir.as_ref().map(|d| d.join("cache"));
+        let cache = inner.config.cache_dir.clone();
         let key = version.clone();
         let path = wasm.to_owned();
         let component = tokio::task::spawn_blocking(move || compile(&engine, &bytes, &key, cache.as_deref()))
@@ -256,12 +263,16 @@ impl WasmHost {
             .await
             .map_err(|e| LoadError::Init { path: wasm.to_owned(), message: e.to_string() })?;
 
-        // The new version is ready: stop the old one, and continue where it stopped.
-        let old = inner.slots.lock().remove(name);
+        // The new version is ready: stop the old one (its status stays visible
+        // until the new one replaces it), and continue where it stopped.
+        let old = inner.slots.lock().get_mut(name).map(|old| (old.stop.clone(), old.task.take()));
         let since = match old {
-            Some(old) => {
-                old.stop.cancel();
-                Some(old.task.await.unwrap_or(0))
+            Some((stop, task)) => {
+                stop.cancel();
+                match task {
+                    Some(task) => Some(task.await.unwrap_or(0)),
+                    None => None,
+                }
             }
             None => None,
         };
@@ -287,7 +298,7 @@ impl WasmHost {
             status: status.clone(),
         };
         let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), tracing::info_span!("bot", name)));
-        inner.slots.lock().insert(name.to_owned(), Slot { version: version.clone(), config, stop, task, status });
+        inner.slots.lock().insert(name.to_owned(), Slot { version: version.clone(), config, stop, task: Some(task), status });
         tracing::info!(bot = name, version, "loaded");
         Ok(())
     }
@@ -298,7 +309,9 @@ impl WasmHost {
         self.inner.rejected.lock().remove(name);
         if let Some(slot) = slot {
             slot.stop.cancel();
-            let _ = slot.task.await;
+            if let Some(task) = slot.task {
+                let _ = task.await;
+            }
             tracing::info!(bot = name, "unloaded");
         }
     }
@@ -308,7 +321,9 @@ impl WasmHost {
         let slots: Vec<_> = self.inner.slots.lock().drain().collect();
         for (_, slot) in slots {
             slot.stop.cancel();
-            let _ = slot.task.await;
+            if let Some(task) = slot.task {
+                let _ = task.await;
+            }
         }
     }
 

@@ -173,11 +173,15 @@ impl kv::Host for BotState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        self.kv.lock().set(key, value)
+        // The write is committed (an fsync) before it is acknowledged: off the async threads.
+        let kv = self.kv.clone();
+        tokio::task::spawn_blocking(move || kv.lock().set(key, value)).await.unwrap_or_else(|e| Err(e.to_string()))
     }
 
     async fn delete(&mut self, key: String) {
-        if let Err(e) = self.kv.lock().delete(&key) {
+        let kv = self.kv.clone();
+        let deleted = tokio::task::spawn_blocking(move || kv.lock().delete(&key)).await;
+        if let Ok(Err(e)) = deleted {
             tracing::warn!(bot = %self.name, "kv delete: {e}");
         }
     }

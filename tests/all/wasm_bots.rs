@@ -6,13 +6,6 @@ use serde_json::json;
 use crate::guests::*;
 use crate::support::*;
 
-fn kv_value(settings: &botbridge::config::Settings, bot: &str, key: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let text = std::fs::read_to_string(settings.state_dir.join("kv").join(format!("{bot}.json"))).ok()?;
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).ok()?;
-    base64::engine::general_purpose::STANDARD.decode(map.get(key)?.as_str()?).ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_echo_bot_answers_in_every_scene() {
     let s = settings();
@@ -79,8 +72,8 @@ async fn a_denied_operation_is_a_forbidden_result_not_a_trap() {
     let bridge = start(s.clone()).await;
     let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
     c.group_message(GROUP, MEMBER, "go").await;
-    eventually("the bot stored its result", || kv_value(&s, "limited", "count").is_some()).await;
-    let raw = kv_value(&s, "limited", "count").unwrap();
+    eventually("the bot stored its result", || bridge.wasm.kv_get("limited", "count").is_some()).await;
+    let raw = bridge.wasm.kv_get("limited", "count").unwrap();
     assert_eq!(raw[0], 1, "result is err");
     assert_eq!(raw[4], 22, "error code is forbidden (index 22 of error-code)");
     let status = bridge.wasm.status("limited").unwrap();
@@ -102,7 +95,7 @@ async fn kv_survives_a_hot_reload() {
     for i in 0..3 {
         c.group_message(GROUP, MEMBER, &format!("m{i}")).await;
     }
-    eventually("three counted", || kv_value(&s, "counter", "count") == Some(vec![3])).await;
+    eventually("three counted", || bridge.wasm.kv_get("counter", "count") == Some(vec![3])).await;
     let old = bridge.wasm.status("counter").unwrap().version;
     // A new build of the same bot (one more data byte, so another hash).
     let mut new_version = counter();
@@ -110,7 +103,7 @@ async fn kv_survives_a_hot_reload() {
     install(&s.bots, "counter", &new_version);
     eventually("new version running", || bridge.wasm.status("counter").is_some_and(|st| st.version != old)).await;
     c.group_message(GROUP, MEMBER, "after reload").await;
-    eventually("count continued to four", || kv_value(&s, "counter", "count") == Some(vec![4])).await;
+    eventually("count continued to four", || bridge.wasm.kv_get("counter", "count") == Some(vec![4])).await;
     bridge.shutdown().await;
 }
 
