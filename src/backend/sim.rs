@@ -206,7 +206,8 @@ impl SimBackend {
             strangers: config.stranger.iter().map(|p| (p.id, p.nick.clone())).collect(),
             groups,
             messages: HashMap::new(),
-            next_message: 1,
+            // Distinct from every earlier run's, so restored IDs never meet a new message.
+            next_message: now() << 20,
             requests: HashMap::new(),
             next_request: 1,
         };

@@ -93,7 +93,8 @@ pub fn result_recorder() -> Vec<u8> {
     ))
 }
 
-/// Counts group messages in kv ("count", one byte).
+/// Counts group messages in kv ("count", one byte); once the write is
+/// acknowledged, says the count as a `Face` element (tag 4, s64 at +8).
 pub fn counter() -> Vec<u8> {
     component(&module(
         "",
@@ -102,8 +103,12 @@ pub fn counter() -> Vec<u8> {
           (call $kv_get (i32.const 200) (i32.const 5) (i32.const 512))
           (if (i32.load8_u (i32.const 512))
             (then (local.set $n (i32.load8_u (i32.load (i32.const 516))))))
-          (i32.store8 (i32.const 600) (i32.add (local.get $n) (i32.const 1)))
-          (call $kv_set (i32.const 200) (i32.const 5) (i32.const 600) (i32.const 1) (i32.const 512))))"#,
+          (local.set $n (i32.add (local.get $n) (i32.const 1)))
+          (i32.store8 (i32.const 600) (local.get $n))
+          (call $kv_set (i32.const 200) (i32.const 5) (i32.const 600) (i32.const 1) (i32.const 512))
+          (i32.store8 (i32.const 704) (i32.const 4))
+          (i64.store (i32.const 712) (i64.extend_i32_u (local.get $n)))
+          (call $send (i32.const 0) (i64.const 0) (i64.const 20001) (i32.const 704) (i32.const 1) (i32.const 256))))"#,
     ))
 }
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod durability;
 mod fixtures;
 mod ws_auth;
 mod ws_keepalive;
