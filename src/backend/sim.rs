@@ -207,7 +207,7 @@ impl SimBackend {
             groups,
             messages: HashMap::new(),
             // Distinct from every earlier run's, so restored IDs never meet a new message.
-            next_message: now() << 20,
+            next_message: (rand::random::<u32>() as i64) << 30,
             requests: HashMap::new(),
             next_request: 1,
         };
