@@ -35,9 +35,21 @@ fn message(i: i64) -> BackendEvent {
     })
 }
 
+/// A bridge on port 0 with its own folders; `durable`: with the state file.
+fn settings(durable: bool) -> Settings {
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        bots: dir.join("bots"),
+        state_dir: dir.join("state"),
+        ephemeral: !durable,
+        ..Settings::default()
+    }
+}
+
 /// Frames per second delivered to `clients` WebSocket clients.
-async fn delivery(clients: usize, events: u64) -> f64 {
-    let mut settings = Settings { listen: "127.0.0.1:0".into(), ..Settings::default() };
+async fn delivery(clients: usize, events: u64, durable: bool) -> f64 {
+    let mut settings = settings(durable);
     settings.bus.queue = 4 * CHUNK as usize;
     settings.bus.replay = 1024;
     let running = botbridge::app::start(settings).await.expect("start");
@@ -83,8 +95,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Round trips of one operation, sequentially.
-async fn op_round_trip(n: usize) -> Vec<Duration> {
-    let running = botbridge::app::start(Settings { listen: "127.0.0.1:0".into(), ..Settings::default() }).await.expect("start");
+async fn op_round_trip(n: usize, durable: bool) -> Vec<Duration> {
+    let running = botbridge::app::start(settings(durable)).await.expect("start");
     let (mut ws, _) = tokio_tungstenite::connect_async(running.ws_url()).await.expect("connect");
     ws.next().await;
     let mut times = Vec::with_capacity(n);
@@ -141,23 +153,49 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     println!("## WebSocket delivery (events published through the bridge, frames counted at clients)\n");
-    println!("| clients | events | frames/s |");
-    println!("|---:|---:|---:|");
-    for (clients, events) in [(1usize, 400_000u64), (10, 100_000), (100, 20_000)] {
-        let events = events / scale;
-        let rate = runtime.block_on(delivery(clients, events));
-        println!("| {clients} | {events} | {:.0} |", rate);
+    println!("| clients | events | state file | frames/s |");
+    println!("|---:|---:|---|---:|");
+    for durable in [false, true] {
+        for (clients, events) in [(1usize, 400_000u64), (10, 100_000), (100, 20_000)] {
+            let events = events / scale;
+            let rate = runtime.block_on(delivery(clients, events, durable));
+            println!("| {clients} | {events} | {} | {rate:.0} |", if durable { "on" } else { "off" });
+        }
     }
     let n = 20_000 / scale as usize;
-    let (op, echo) = runtime.block_on(async { (op_round_trip(n).await, echo_round_trip(n).await) });
-    println!("\n## Round trip, {n} sequential calls\n");
-    println!("| what | p50 µs | p99 µs |");
-    println!("|---|---:|---:|");
+    let echo = runtime.block_on(echo_round_trip(n));
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!("| SendToGroup through botbridge | {:.1} | {:.1} |", us(percentile(&op, 0.5)), us(percentile(&op, 0.99)));
-    println!("| bare tokio-tungstenite echo | {:.1} | {:.1} |", us(percentile(&echo, 0.5)), us(percentile(&echo, 0.99)));
-    println!(
-        "\nratio p50 botbridge/echo: {:.2}",
-        percentile(&op, 0.5).as_secs_f64() / percentile(&echo, 0.5).as_secs_f64()
-    );
+    println!("\n## Round trip, {n} sequential calls\n");
+    println!("| what | p50 µs | p99 µs | p50 / echo p50 |");
+    println!("|---|---:|---:|---:|");
+    let row = |what: &str, times: &[Duration]| {
+        println!(
+            "| {what} | {:.1} | {:.1} | {:.2} |",
+            us(percentile(times, 0.5)),
+            us(percentile(times, 0.99)),
+            percentile(times, 0.5).as_secs_f64() / percentile(&echo, 0.5).as_secs_f64()
+        )
+    };
+    row("bare tokio-tungstenite echo", &echo);
+    row("SendToGroup, state file off", &runtime.block_on(op_round_trip(n, false)));
+    row("SendToGroup, state file on (commit per ack)", &runtime.block_on(op_round_trip(n / 10, true)));
+    row("ListFriends, state file on", &runtime.block_on(list_round_trip(n, true)));
+}
+
+/// Round trips of an operation that hands out no ID (nothing to commit).
+async fn list_round_trip(n: usize, durable: bool) -> Vec<Duration> {
+    let running = botbridge::app::start(settings(durable)).await.expect("start");
+    let (mut ws, _) = tokio_tungstenite::connect_async(running.ws_url()).await.expect("connect");
+    ws.next().await;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let frame = json!({"type": "ListFriends", "id": i}).to_string();
+        let t = Instant::now();
+        ws.send(Message::Text(frame.into())).await.expect("send");
+        while !matches!(ws.next().await, Some(Ok(Message::Text(_)))) {}
+        times.push(t.elapsed());
+    }
+    running.shutdown().await;
+    times.sort();
+    times
 }

@@ -16,8 +16,13 @@ use botbridge::schema::{Element, GroupModel, MemberModel, Permission, Target};
 
 fn settings() -> Settings {
     let dir = tempfile::tempdir().expect("tempdir").keep();
-    let mut s =
-        Settings { listen: "127.0.0.1:0".into(), bots: dir.join("bots"), state_dir: dir.join("state"), ..Settings::default() };
+    let mut s = Settings {
+        listen: "127.0.0.1:0".into(),
+        bots: dir.join("bots"),
+        state_dir: dir.join("state"),
+        ephemeral: true,
+        ..Settings::default()
+    };
     s.bus.queue = 16_384;
     s.bus.replay = 1024;
     s
