@@ -87,6 +87,9 @@ fn engine(max_bots: u32) -> Result<Engine, HostError> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    // Bots make blocking-style calls; without the component-model-async
+    // machinery each call is a plain fiber switch, several times cheaper.
+    config.concurrency_support(false);
     let mut pool = PoolingAllocationConfig::default();
     let slots = max_bots.max(8) * 2;
     pool.total_component_instances(slots);
