@@ -6,34 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use botbridge::backend::{BackendEvent, IncomingMessage, Sender};
 use botbridge::config::Settings;
-use botbridge::schema::{Element, GroupModel, MemberModel, Permission, Target};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-const CHUNK: u64 = 2048;
+mod common;
+use common::message;
 
-fn message(i: i64) -> BackendEvent {
-    BackendEvent::Message(IncomingMessage {
-        target: Target::Group { group: 20001 },
-        group: Some(GroupModel { id: 20001, name: "botbridge dev".into(), bot_permission: Permission::Administrator }),
-        sender: Sender::Member(MemberModel {
-            id: 30003,
-            nick: "Mia".into(),
-            name_card: String::new(),
-            name_card_or_nick: "Mia".into(),
-            permission: Permission::Member,
-            special_title: String::new(),
-        }),
-        backend_id: i,
-        time: 1_732_230_000,
-        quote: None,
-        elements: vec![Element::Plain { msg: "a typical chat line of some forty chars".into() }],
-        anonymous: false,
-    })
-}
+const CHUNK: u64 = 2048;
 
 /// A bridge on port 0 with its own folders; `durable`: with the state file.
 fn settings(durable: bool) -> Settings {
@@ -76,7 +57,7 @@ async fn delivery(clients: usize, events: u64, durable: bool) -> f64 {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         for _ in 0..CHUNK {
-            bridge.ingest(10001, message(published as i64));
+            bridge.ingest(10001, message(published as i64, "a typical chat line of some forty chars"));
             published += 1;
         }
         tokio::task::yield_now().await;

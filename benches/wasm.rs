@@ -9,10 +9,11 @@ mod guests;
 
 use std::time::{Duration, Instant};
 
-use botbridge::backend::{BackendEvent, IncomingMessage, Sender};
 use botbridge::bus::Payload;
 use botbridge::config::Settings;
-use botbridge::schema::{Element, GroupModel, MemberModel, Permission, Target};
+
+mod common;
+use common::message;
 
 fn settings() -> Settings {
     let dir = tempfile::tempdir().expect("tempdir").keep();
@@ -26,26 +27,6 @@ fn settings() -> Settings {
     s.bus.queue = 16_384;
     s.bus.replay = 1024;
     s
-}
-
-fn message(i: i64, text: &str) -> BackendEvent {
-    BackendEvent::Message(IncomingMessage {
-        target: Target::Group { group: 20001 },
-        group: Some(GroupModel { id: 20001, name: "botbridge dev".into(), bot_permission: Permission::Administrator }),
-        sender: Sender::Member(MemberModel {
-            id: 30003,
-            nick: "Mia".into(),
-            name_card: String::new(),
-            name_card_or_nick: "Mia".into(),
-            permission: Permission::Member,
-            special_title: String::new(),
-        }),
-        backend_id: i,
-        time: 1_732_230_000,
-        quote: None,
-        elements: vec![Element::Plain { msg: text.into() }],
-        anonymous: false,
-    })
 }
 
 /// A build of `bytes` with another content hash.
@@ -70,13 +51,13 @@ async fn deliveries(bots: usize, events: u64) -> f64 {
     }
     let running = botbridge::app::start(s).await.expect("start");
     let names: Vec<String> = (0..bots).map(|i| format!("t{i}")).collect();
-    let min_handled = || names.iter().map(|n| running.wasm.status(n).map(|s| s.handled).unwrap_or(0)).min().unwrap_or(0);
+    let min_handled = || names.iter().map(|n| running.wasm.handled(n).unwrap_or(0)).min().unwrap_or(0);
     let start = Instant::now();
     let chunk = 2048;
     let mut published = 0;
     while published < events {
         while published >= 2 * chunk && min_handled() < published - 2 * chunk {
-            tokio::time::sleep(Duration::from_micros(200)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         for _ in 0..chunk.min(events - published) {
             running.bridge.ingest(10001, message(published as i64, "hi"));

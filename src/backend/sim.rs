@@ -125,6 +125,20 @@ struct Group {
     members: BTreeMap<i64, Member>,
 }
 
+impl Member {
+    /// A plain member who just joined.
+    fn joined(nick: String) -> Self {
+        Self { nick, name_card: String::new(), permission: Permission::Member, special_title: String::new(), muted_until: 0 }
+    }
+}
+
+impl Group {
+    /// A group the account just joined, as a plain member.
+    fn joined(name: String) -> Self {
+        Self { name, bot_permission: Permission::Member, bot_muted_until: 0, whole_muted: false, members: BTreeMap::new() }
+    }
+}
+
 struct StoredMessage {
     target: Target,
     sender: i64,
@@ -399,13 +413,7 @@ impl Backend for SimBackend {
         req.handled = true;
         let (group, name) = (req.group, req.group_name.clone());
         if answer.accept {
-            w.groups.entry(group).or_insert_with(|| Group {
-                name,
-                bot_permission: Permission::Member,
-                bot_muted_until: 0,
-                whole_muted: false,
-                members: BTreeMap::new(),
-            });
+            w.groups.entry(group).or_insert_with(|| Group::joined(name));
             self.emit(BackendEvent::User { event: UserEvent::GroupJoined { which: group }, request_token: None });
         }
         Ok(())
@@ -422,16 +430,7 @@ impl Backend for SimBackend {
             req.handled = true;
         }
         if answer.accept {
-            w.group_mut(group)?.members.insert(
-                who,
-                Member {
-                    nick,
-                    name_card: String::new(),
-                    permission: Permission::Member,
-                    special_title: String::new(),
-                    muted_until: 0,
-                },
-            );
+            w.group_mut(group)?.members.insert(who, Member::joined(nick));
             self.emit(BackendEvent::Group { event: GroupEvent::MemberJoined { who, group }, request_token: None });
         }
         Ok(())
@@ -559,13 +558,7 @@ impl SimBackend {
                 UserEvent::FriendRemoved { who, nick }
             }
             UserEvent::GroupJoined { which } => {
-                w.groups.entry(which).or_insert_with(|| Group {
-                    name: format!("group {which}"),
-                    bot_permission: Permission::Member,
-                    bot_muted_until: 0,
-                    whole_muted: false,
-                    members: BTreeMap::new(),
-                });
+                w.groups.entry(which).or_insert_with(|| Group::joined(format!("group {which}")));
                 UserEvent::GroupJoined { which }
             }
             UserEvent::GroupLeft { which, operator } => {
@@ -630,13 +623,7 @@ impl SimBackend {
             }
             GroupEvent::MemberJoined { who, group } => {
                 let nick = w.nick_of(who);
-                w.group_mut(group)?.members.entry(who).or_insert(Member {
-                    nick,
-                    name_card: String::new(),
-                    permission: Permission::Member,
-                    special_title: String::new(),
-                    muted_until: 0,
-                });
+                w.group_mut(group)?.members.entry(who).or_insert(Member::joined(nick));
                 GroupEvent::MemberJoined { who, group }
             }
             GroupEvent::MemberLeft { who, group, operator } => {

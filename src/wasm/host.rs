@@ -170,6 +170,11 @@ impl WasmHost {
         self.inner.slots.lock().get(name).map(|s| s.status.lock().clone())
     }
 
+    /// Events bot `name`'s running version has handled (cheaper than `status`).
+    pub fn handled(&self, name: &str) -> Option<u64> {
+        self.inner.slots.lock().get(name).map(|s| s.status.lock().handled)
+    }
+
     /// A value in bot `bot`'s kv store.
     pub fn kv_get(&self, bot: &str, key: &str) -> Option<Vec<u8>> {
         self.inner.kv.bucket(bot).lock().get(key)
