@@ -178,6 +178,9 @@ fn main() {
         println!("| {bots} | {events} | {rate:.0} |");
     }
 
+    if std::env::args().any(|a| a == "--deliveries-only") {
+        return;
+    }
     let lat = runtime.block_on(reply_latency(5000 / scale as usize));
     println!("\n## Echo bot: event published → its Reply published ({} events)\n", lat.len());
     println!("| p50 µs | p99 µs |\n|---:|---:|\n| {:.1} | {:.1} |", p(&lat, 0.5), p(&lat, 0.99));

@@ -71,8 +71,8 @@ struct Inner {
     kv: KvStore,
     config: HostConfig,
     slots: Mutex<HashMap<String, Slot>>,
-    /// Loads of one bot happen one at a time.
-    loading: tokio::sync::Mutex<()>,
+    /// Loads of one bot happen one at a time; different bots load in parallel.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Last load error per bot that has no running version.
     rejected: Mutex<HashMap<String, String>>,
 }
@@ -149,7 +149,7 @@ impl WasmHost {
                 kv,
                 config,
                 slots: Mutex::new(HashMap::new()),
-                loading: tokio::sync::Mutex::new(()),
+                loading: Mutex::new(HashMap::new()),
                 rejected: Mutex::new(HashMap::new()),
             }),
         })
@@ -245,7 +245,8 @@ impl WasmHost {
                 return Ok(());
             }
         }
-        let _one_at_a_time = inner.loading.lock().await;
+        let lock = inner.loading.lock().entry(name.to_owned()).or_default().clone();
+        let _one_at_a_time = lock.lock().await;
         let engine = inner.engine.clone();
         let cache = inner.config.cache_dir.clone();
         let key = version.clone();
