@@ -25,8 +25,35 @@ pub const FORMAT: u32 = 1;
 const MAGIC: &[u8] = b"botbridge state";
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Registry entries and events are written a commit's worth to a row (keyed by
+/// the batch's last serial or `seq`): one B-tree insert per group commit, not per ID.
 const IDS: TableDefinition<u64, &[u8]> = TableDefinition::new("ids");
-const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("events");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+/// `[number u64 LE][length u32 LE][bytes]` records, back to back.
+fn encode_batch<'a>(records: impl Iterator<Item = (u64, &'a [u8])>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, bytes) in records {
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+fn decode_batch(mut bytes: &[u8], out: &mut Vec<(u64, Vec<u8>)>) -> Result<(), String> {
+    while !bytes.is_empty() {
+        if bytes.len() < 12 {
+            return Err("truncated record".into());
+        }
+        let n = u64::from_le_bytes(bytes[..8].try_into().map_err(|_| "bad record")?);
+        let len = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| "bad record")?) as usize;
+        let body = bytes.get(12..12 + len).ok_or("truncated record")?;
+        out.push((n, body.to_vec()));
+        bytes = &bytes[12 + len..];
+    }
+    Ok(())
+}
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 
 #[derive(Debug, thiserror::Error)]
@@ -91,16 +118,33 @@ impl Durable {
         })?;
         let key = Self::check_meta(&db, &path)?;
         let read = db.begin_read().map_err(storage)?;
-        let ids = match read.open_table(IDS) {
-            Ok(t) => t.iter().map_err(storage)?.map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec()))).collect::<Result<_, _>>().map_err(storage)?,
-            Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
-            Err(e) => return Err(storage(e)),
+        let batches = |table: TableDefinition<u64, &[u8]>| -> Result<Vec<(u64, Vec<u8>)>, StateError> {
+            let mut out = Vec::new();
+            match read.open_table(table) {
+                Ok(t) => {
+                    for row in t.iter().map_err(storage)? {
+                        let (_, v) = row.map_err(storage)?;
+                        decode_batch(v.value(), &mut out)
+                            .map_err(|message| StateError::Corrupt { path: path.clone(), message })?;
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(storage(e)),
+            }
+            out.sort_by_key(|(n, _)| *n);
+            out.dedup_by_key(|(n, _)| *n);
+            Ok(out)
         };
-        let events = match read.open_table(EVENTS) {
-            Ok(t) => t.iter().map_err(storage)?.map(|r| r.map(|(k, v)| (k.value(), v.value().to_owned()))).collect::<Result<_, _>>().map_err(storage)?,
-            Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
-            Err(e) => return Err(storage(e)),
+        let pruned_below = {
+            let meta = read.open_table(META).map_err(storage)?;
+            meta.get("ids_below").map_err(storage)?.and_then(|v| v.value().try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
         };
+        let mut ids = batches(IDS)?;
+        ids.retain(|(serial, _)| *serial >= pruned_below);
+        let events = batches(EVENTS)?
+            .into_iter()
+            .filter_map(|(seq, json)| String::from_utf8(json).ok().map(|j| (seq, j)))
+            .collect::<Vec<_>>();
         let counter = |name: &str| -> Result<u64, StateError> {
             match read.open_table(META) {
                 Ok(meta) => Ok(meta
@@ -214,25 +258,29 @@ impl Durable {
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut ids = txn.open_table(IDS).map_err(storage)?;
-            for (serial, entry) in &batch.ids {
-                ids.insert(serial, entry.as_slice()).map_err(storage)?;
+            if let Some(last) = batch.ids.iter().map(|(s, _)| *s).max() {
+                let row = encode_batch(batch.ids.iter().map(|(s, e)| (*s, e.as_slice())));
+                ids.insert(last, row.as_slice()).map_err(storage)?;
             }
             if batch.ids_below > 0 {
+                // Rows are keyed by their last serial: these hold only pruned entries.
                 ids.retain_in(..batch.ids_below, |_, _| false).map_err(storage)?;
             }
             let mut events = txn.open_table(EVENTS).map_err(storage)?;
-            for (seq, json) in &batch.events {
-                events.insert(seq, json.as_str()).map_err(storage)?;
-            }
-            if let Some((last, _)) = batch.events.last()
-                && *last as usize > batch.events_keep
-            {
-                let below = last - batch.events_keep as u64 + 1;
-                events.retain_in(..below, |_, _| false).map_err(storage)?;
+            if let Some((last, _)) = batch.events.last() {
+                let row = encode_batch(batch.events.iter().map(|(s, j)| (*s, j.as_bytes())));
+                events.insert(last, row.as_slice()).map_err(storage)?;
+                if *last as usize > batch.events_keep {
+                    let below = last - batch.events_keep as u64 + 1;
+                    events.retain_in(..below, |_, _| false).map_err(storage)?;
+                }
             }
         }
         {
             let mut meta = txn.open_table(META).map_err(storage)?;
+            if batch.ids_below > 0 {
+                meta.insert("ids_below", batch.ids_below.to_le_bytes().as_slice()).map_err(storage)?;
+            }
             if let Some(next) = batch.ids.iter().map(|(s, _)| s + 1).max() {
                 meta.insert("next_serial", next.to_le_bytes().as_slice()).map_err(storage)?;
             }
@@ -332,7 +380,8 @@ mod tests {
         let (d, restored) = Durable::open(dir.path()).unwrap();
         assert_eq!(restored.key, key);
         assert_eq!(restored.ids.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (3..10).collect::<Vec<_>>());
-        assert_eq!(restored.events.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+        // Whole batches are kept or dropped; the bus trims to its buffer size.
+        assert!(restored.events.iter().map(|(s, _)| *s).collect::<Vec<_>>().ends_with(&[7, 8, 9, 10]));
         let kv = d.kv_load("bot").unwrap();
         assert_eq!(kv.into_iter().collect::<Vec<_>>(), vec![("k".to_string(), b"v".to_vec())]);
     }
