@@ -113,7 +113,7 @@ impl Runner {
                 }
             }
             let Some(live) = self.live.as_mut() else { continue };
-            match live.handle(&convert::event(event)).await {
+            match live.handle(convert::event(event)).await {
                 Ok(()) => {
                     consecutive = 0;
                     self.status.lock().handled += 1;

@@ -338,9 +338,9 @@ impl LiveBot {
     }
 
     /// Delivers one event.
-    pub async fn handle(&mut self, event: &types::Event) -> Result<(), CallError> {
+    pub async fn handle(&mut self, event: types::Event) -> Result<(), CallError> {
         self.begin_call();
         let cpu_ms = self.cpu_ms;
-        self.handle.call_async(&mut self.store, (event.clone(),)).await.map_err(|e| classify(e, cpu_ms))
+        self.handle.call_async(&mut self.store, (event,)).await.map_err(|e| classify(e, cpu_ms))
     }
 }
