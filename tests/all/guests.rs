@@ -27,6 +27,11 @@ pub fn component(wat: &str) -> Vec<u8> {
 /// Static data: at 64 one `element::plain` (tag 1 at +0, string at +8/+12)
 /// pointing at TEXT at 128; 256.. is a return area.
 pub fn module(text: &str, handle_body: &str) -> String {
+    module_with(text, "", handle_body)
+}
+
+/// `module` with more imports.
+pub fn module_with(text: &str, imports: &str, handle_body: &str) -> String {
     let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
     let len = text.len();
     format!(
@@ -35,6 +40,7 @@ pub fn module(text: &str, handle_body: &str) -> String {
   (import "botbridge:bot/operations@0.1.0" "recall" (func $recall (param i32 i32 i32)))
   (import "botbridge:bot/kv@0.1.0" "get" (func $kv_get (param i32 i32 i32)))
   (import "botbridge:bot/kv@0.1.0" "set" (func $kv_set (param i32 i32 i32 i32 i32)))
+  {imports}
   (memory (export "memory") 1)
   (global $bump (mut i32) (i32.const 4096))
   (data (i32.const 64) "\01")
@@ -130,6 +136,41 @@ pub fn memory_bomb() -> Vec<u8> {
 
 pub fn deep_recursion() -> Vec<u8> {
     component(&module("", "(drop (call $recurse (i32.const 0)))"))
+}
+
+/// A guest that imports WASI (through the preview1 adapter): on a group message
+/// it writes TEXT to stdout and checks that fd 3 is not a preopened directory;
+/// when both hold it says TEXT.
+pub fn wasi_prober(text: &str) -> Vec<u8> {
+    use wasi_preview1_component_adapter_provider::{
+        WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME as NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER as ADAPTER,
+    };
+    let wat = module_with(
+        text,
+        r#"(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))"#,
+        r#"(if (call $is_group_message (local.get $e)) (then
+          (i32.store (i32.const 800) (i32.const 128))
+          (i32.store (i32.const 804) (i32.load (i32.const 76)))
+          (if (i32.and
+                (i32.eqz (call $fd_write (i32.const 1) (i32.const 800) (i32.const 1) (i32.const 808)))
+                (i32.ne (call $prestat (i32.const 3) (i32.const 816)) (i32.const 0)))
+            (then (call $say)))))"#,
+    );
+    let mut core = wat::parse_str(&wat).expect("valid WAT");
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit")).expect("wit/ parses");
+    let world = resolve.select_world(&[pkg], Some("bot")).expect("world bot");
+    wit_component::embed_component_metadata(&mut core, &resolve, world, wit_component::StringEncoding::UTF8)
+        .expect("embed");
+    wit_component::ComponentEncoder::default()
+        .module(&core)
+        .expect("module")
+        .adapter(NAME, ADAPTER)
+        .expect("adapter")
+        .validate(true)
+        .encode()
+        .expect("encode")
 }
 
 /// Says "flood" 200 times per event.

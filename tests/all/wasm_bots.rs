@@ -121,3 +121,19 @@ fn check_reports_fit_and_misfit() {
     let report = botbridge::wasm::check(&foreign).expect("compiles");
     assert!(report.problem.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_guest_gets_stdout_but_no_preopened_directories() {
+    let s = settings();
+    install(&s.bots, "prober", &wasi_prober("wasi ok"));
+    let bridge = start(s).await;
+    let report = botbridge::wasm::check(&wasi_prober("wasi ok")).expect("compiles");
+    assert!(report.imports.iter().any(|i| i.starts_with("wasi:")), "it imports WASI: {:?}", report.imports);
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    c.group_message(GROUP, MEMBER, "probe").await;
+    let out = c.next_of("outgoing").await;
+    assert_eq!(out["data"]["by"], "prober");
+    assert_eq!(out["data"]["message"][1]["msg"], "wasi ok");
+    bridge.shutdown().await;
+}
