@@ -12,13 +12,22 @@ pub fn example(name: &str) -> Vec<u8> {
 
 /// A component of the `bot` world from a core module in WAT.
 pub fn component(wat: &str) -> Vec<u8> {
+    encode(wat, None)
+}
+
+/// WAT → core module → component of the `bot` world, with a WASI adapter if given.
+fn encode(wat: &str, adapter: Option<(&str, &[u8])>) -> Vec<u8> {
     let mut module = wat::parse_str(wat).expect("valid WAT");
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit")).expect("wit/ parses");
     let world = resolve.select_world(&[pkg], Some("bot")).expect("world bot");
     wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
         .expect("embed");
-    wit_component::ComponentEncoder::default().module(&module).expect("module").validate(true).encode().expect("encode")
+    let mut encoder = wit_component::ComponentEncoder::default().module(&module).expect("module");
+    if let Some((name, bytes)) = adapter {
+        encoder = encoder.adapter(name, bytes).expect("adapter");
+    }
+    encoder.validate(true).encode().expect("encode")
 }
 
 /// The module around a `handle` body: memory, a bump allocator reset after each
@@ -157,20 +166,7 @@ pub fn wasi_prober(text: &str) -> Vec<u8> {
                 (i32.ne (call $prestat (i32.const 3) (i32.const 816)) (i32.const 0)))
             (then (call $say)))))"#,
     );
-    let mut core = wat::parse_str(&wat).expect("valid WAT");
-    let mut resolve = wit_parser::Resolve::default();
-    let (pkg, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit")).expect("wit/ parses");
-    let world = resolve.select_world(&[pkg], Some("bot")).expect("world bot");
-    wit_component::embed_component_metadata(&mut core, &resolve, world, wit_component::StringEncoding::UTF8)
-        .expect("embed");
-    wit_component::ComponentEncoder::default()
-        .module(&core)
-        .expect("module")
-        .adapter(NAME, ADAPTER)
-        .expect("adapter")
-        .validate(true)
-        .encode()
-        .expect("encode")
+    encode(&wat, Some((NAME, ADAPTER)))
 }
 
 /// Says "flood" 200 times per event.
