@@ -6,27 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use botbridge::config::Settings;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::message;
-
-const CHUNK: u64 = 2048;
-
-/// A bridge on port 0 with its own folders; `durable`: with the state file.
-fn settings(durable: bool) -> Settings {
-    let dir = tempfile::tempdir().expect("tempdir").keep();
-    Settings {
-        listen: "127.0.0.1:0".into(),
-        bots: dir.join("bots"),
-        state_dir: dir.join("state"),
-        ephemeral: !durable,
-        ..Settings::default()
-    }
-}
+use common::{CHUNK, percentile, publish_paced, settings};
 
 /// Frames per second delivered to `clients` WebSocket clients.
 async fn delivery(clients: usize, events: u64, durable: bool) -> f64 {
@@ -47,55 +32,41 @@ async fn delivery(clients: usize, events: u64, durable: bool) -> f64 {
             }
         });
     }
-    let bridge = running.bridge.clone();
-    let min = |c: &[Arc<AtomicU64>]| c.iter().map(|c| c.load(Ordering::Relaxed)).min().unwrap_or(0);
+    let min = || counters.iter().map(|c| c.load(Ordering::Relaxed)).min().unwrap_or(0);
     let start = Instant::now();
-    let mut published = 0;
-    while published < events {
-        // Keep at most two chunks in flight so no client's queue overflows.
-        while published >= 2 * CHUNK && min(&counters) < published - 2 * CHUNK {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        for _ in 0..CHUNK {
-            bridge.ingest(10001, message(published as i64, "a typical chat line of some forty chars"));
-            published += 1;
-        }
-        tokio::task::yield_now().await;
-    }
-    while min(&counters) < events {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
+    publish_paced(&running.bridge, events, "a typical chat line of some forty chars", min).await;
     let elapsed = start.elapsed();
-    assert_eq!(bridge.bus().dropped_consumers(), 0, "no client lagged");
+    assert_eq!(running.bridge.bus().dropped_consumers(), 0, "no client lagged");
     running.shutdown().await;
     (events * clients as u64) as f64 / elapsed.as_secs_f64()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
-/// Round trips of one operation, sequentially.
-async fn op_round_trip(n: usize, durable: bool) -> Vec<Duration> {
+/// Round trips of `n` operations, sequentially; `frame(i)` is the i-th request.
+async fn round_trip(n: usize, durable: bool, frame: fn(usize) -> String) -> Vec<Duration> {
     let running = botbridge::app::start(settings(durable)).await.expect("start");
     let (mut ws, _) = tokio_tungstenite::connect_async(running.ws_url()).await.expect("connect");
     ws.next().await;
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
-        let frame = json!({"type": "SendToGroup", "id": i, "content": {"group": 20001, "message": [{"type": "Plain", "msg": "pong"}]}})
-            .to_string();
+        let frame = frame(i);
         let t = Instant::now();
         ws.send(Message::Text(frame.into())).await.expect("send");
-        loop {
-            if let Some(Ok(Message::Text(_))) = ws.next().await {
-                break;
-            }
-        }
+        while !matches!(ws.next().await, Some(Ok(Message::Text(_)))) {}
         times.push(t.elapsed());
     }
     running.shutdown().await;
     times.sort();
     times
+}
+
+fn send_to_group(i: usize) -> String {
+    json!({"type": "SendToGroup", "id": i, "content": {"group": 20001, "message": [{"type": "Plain", "msg": "pong"}]}})
+        .to_string()
+}
+
+/// An operation that hands out no ID (nothing to commit).
+fn list_friends(i: usize) -> String {
+    json!({"type": "ListFriends", "id": i}).to_string()
 }
 
 /// Round trips through a bare tokio-tungstenite echo server, same frame size.
@@ -158,25 +129,7 @@ fn main() {
         )
     };
     row("bare tokio-tungstenite echo", &echo);
-    row("SendToGroup, state file off", &runtime.block_on(op_round_trip(n, false)));
-    row("SendToGroup, state file on (commit per ack)", &runtime.block_on(op_round_trip(n / 10, true)));
-    row("ListFriends, state file on", &runtime.block_on(list_round_trip(n, true)));
-}
-
-/// Round trips of an operation that hands out no ID (nothing to commit).
-async fn list_round_trip(n: usize, durable: bool) -> Vec<Duration> {
-    let running = botbridge::app::start(settings(durable)).await.expect("start");
-    let (mut ws, _) = tokio_tungstenite::connect_async(running.ws_url()).await.expect("connect");
-    ws.next().await;
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let frame = json!({"type": "ListFriends", "id": i}).to_string();
-        let t = Instant::now();
-        ws.send(Message::Text(frame.into())).await.expect("send");
-        while !matches!(ws.next().await, Some(Ok(Message::Text(_)))) {}
-        times.push(t.elapsed());
-    }
-    running.shutdown().await;
-    times.sort();
-    times
+    row("SendToGroup, state file off", &runtime.block_on(round_trip(n, false, send_to_group)));
+    row("SendToGroup, state file on (commit per ack)", &runtime.block_on(round_trip(n / 10, true, send_to_group)));
+    row("ListFriends, state file on", &runtime.block_on(round_trip(n, true, list_friends)));
 }

@@ -13,17 +13,11 @@ use botbridge::bus::Payload;
 use botbridge::config::Settings;
 
 mod common;
-use common::message;
+use common::{message, percentile, publish_paced};
 
+/// A bridge without a state file, with room for bursts in each bot's queue.
 fn settings() -> Settings {
-    let dir = tempfile::tempdir().expect("tempdir").keep();
-    let mut s = Settings {
-        listen: "127.0.0.1:0".into(),
-        bots: dir.join("bots"),
-        state_dir: dir.join("state"),
-        ephemeral: true,
-        ..Settings::default()
-    };
+    let mut s = common::settings(false);
     s.bus.queue = 16_384;
     s.bus.replay = 1024;
     s
@@ -53,21 +47,7 @@ async fn deliveries(bots: usize, events: u64) -> f64 {
     let names: Vec<String> = (0..bots).map(|i| format!("t{i}")).collect();
     let min_handled = || names.iter().map(|n| running.wasm.handled(n).unwrap_or(0)).min().unwrap_or(0);
     let start = Instant::now();
-    let chunk = 2048;
-    let mut published = 0;
-    while published < events {
-        while published >= 2 * chunk && min_handled() < published - 2 * chunk {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        for _ in 0..chunk.min(events - published) {
-            running.bridge.ingest(10001, message(published as i64, "hi"));
-            published += 1;
-        }
-        tokio::task::yield_now().await;
-    }
-    while min_handled() < events {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
+    publish_paced(&running.bridge, events, "hi", min_handled).await;
     let rate = (events * bots as u64) as f64 / start.elapsed().as_secs_f64();
     running.shutdown().await;
     rate
@@ -160,8 +140,9 @@ async fn startup(bots: usize) -> (Duration, Duration, f64) {
     (cold, warm, per_bot)
 }
 
+/// A quantile in microseconds.
 fn p(sorted: &[Duration], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6
+    percentile(sorted, q).as_secs_f64() * 1e6
 }
 
 fn main() {

@@ -392,7 +392,7 @@ fn compile(engine: &Engine, bytes: &[u8], hash: &str, cache: Option<&Path>) -> R
             Err(e) => tracing::warn!(path = %path.display(), "stale cache entry, recompiling: {e:#}"),
         }
     }
-    if wasmparser_is_core_module(bytes) {
+    if is_core_module(bytes) {
         return Err("this is a core wasm module, not a component (build with wit-bindgen or `wasm-tools component new`)".into());
     }
     let component = Component::from_binary(engine, bytes).map_err(|e| format!("{e:#}"))?;
@@ -412,7 +412,7 @@ fn compile(engine: &Engine, bytes: &[u8], hash: &str, cache: Option<&Path>) -> R
 }
 
 /// A core module starts with version 1; a component with the component layer.
-fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 

@@ -309,19 +309,24 @@ impl BotTemplate {
             Ok(if s.ticks > s.max_ticks { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         let cpu_ms = self.config.cpu_ms;
-        store.data_mut().ticks = 0;
-        store.set_epoch_deadline(1);
+        begin_call(&mut store);
         let instance: Instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, cpu_ms))?;
         let handle = instance
             .get_typed_func::<(types::Event,), ()>(&mut store, "handle")
             .map_err(|e| CallError::Trap(format!("no usable `handle` export: {e}")))?;
         let mut live = LiveBot { store, handle, cpu_ms };
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut live.store, "init") {
-            live.begin_call();
+            begin_call(&mut live.store);
             init.call_async(&mut live.store, ()).await.map_err(|e| classify(e, cpu_ms))?;
         }
         Ok(live)
     }
+}
+
+/// Gives the next call a fresh CPU budget.
+fn begin_call(store: &mut Store<BotState>) {
+    store.data_mut().ticks = 0;
+    store.set_epoch_deadline(1);
 }
 
 fn classify(e: wasmtime::Error, cpu_ms: u64) -> CallError {
@@ -332,14 +337,9 @@ fn classify(e: wasmtime::Error, cpu_ms: u64) -> CallError {
 }
 
 impl LiveBot {
-    fn begin_call(&mut self) {
-        self.store.data_mut().ticks = 0;
-        self.store.set_epoch_deadline(1);
-    }
-
     /// Delivers one event.
     pub async fn handle(&mut self, event: types::Event) -> Result<(), CallError> {
-        self.begin_call();
+        begin_call(&mut self.store);
         let cpu_ms = self.cpu_ms;
         self.handle.call_async(&mut self.store, (event,)).await.map_err(|e| classify(e, cpu_ms))
     }

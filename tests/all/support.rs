@@ -9,6 +9,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const BOT: i64 = 10001;
@@ -120,6 +121,14 @@ impl Client {
         r["error"]["code"].as_str().expect("error code").to_owned()
     }
 
+    /// Sends a marker message and checks that its event is the very next frame:
+    /// nothing (no outgoing frame, no other event) was pending before it.
+    pub async fn expect_nothing_pending(&mut self) {
+        let seq = self.ok("SimMessage", json!({"friend": FRIEND, "message": plain("marker")})).await["seq"].clone();
+        let next = self.event().await;
+        assert_eq!(next["seq"], seq, "a frame came before the marker: {next}");
+    }
+
     /// Injects a group message from `sender`; returns the GroupMessage event.
     pub async fn group_message(&mut self, group: i64, sender: i64, text: &str) -> Value {
         let data = self
@@ -159,4 +168,18 @@ pub fn reply_key(event: &Value) -> String {
 
 pub fn plain(text: &str) -> Value {
     json!([{"type": "Plain", "msg": text}])
+}
+
+/// Reads until the server closes; returns its close frame and how many text
+/// frames came first. Pings and pongs are skipped.
+pub async fn until_close(ws: &mut Socket) -> (Option<CloseFrame>, usize) {
+    let mut texts = 0;
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame within the timeout") {
+            Some(Ok(Message::Close(frame))) => return (frame, texts),
+            Some(Ok(Message::Text(_))) => texts += 1,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
 }

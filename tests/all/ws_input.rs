@@ -1,7 +1,7 @@
 //! Bad input: every malformed frame gets a typed error, the connection stays
 //! usable and nothing changes. Oversize frames close with 1009.
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -76,14 +76,8 @@ async fn oversize_frames_close_with_1009() {
     assert_eq!(c.result_for(&json!(1)).await["ok"], true);
     let big = json!({"id": 2, "type": "SendToGroup", "content": {"group": GROUP, "message": plain(&"a".repeat(10_000))}});
     c.send_text(&big.to_string()).await;
-    let close = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), c.ws.next()).await.expect("closes") {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(Message::Text(t))) => panic!("no answer expected to an oversize frame: {t}"),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
+    let (close, texts) = until_close(&mut c.ws).await;
+    assert_eq!(texts, 0, "no answer to an oversize frame");
     assert_eq!(close.expect("close frame has a code").code, CloseCode::Size);
     // Another client is unaffected.
     let mut other = Client::connect(&bridge.ws_url()).await;

@@ -64,12 +64,6 @@ async fn shutdown_closes_clients_with_1001() {
     let bridge = start(settings()).await;
     let mut c = Client::connect(&bridge.ws_url()).await;
     bridge.shutdown().await;
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), c.ws.next()).await.expect("frames") {
-            Some(Ok(Message::Close(Some(frame)))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
+    let close = until_close(&mut c.ws).await.0.expect("close code");
     assert_eq!(u16::from(close.code), botbridge::ws::CLOSE_GOING_AWAY);
 }

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
 
@@ -116,13 +114,7 @@ async fn a_stalled_client_does_not_stop_the_others() {
     tokio::time::timeout(Duration::from_secs(60), consume).await.expect("reader got every event").unwrap();
     assert!(bridge.bridge.bus().dropped_consumers() >= 1, "the stalled client was dropped");
     // When it finally reads, it finds a close frame telling it how to resume.
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(10), stalled.next()).await.expect("frames") {
-            Some(Ok(Message::Close(frame))) => break frame.expect("close code"),
-            Some(Ok(_)) => continue,
-            other => panic!("expected close, got {other:?}"),
-        }
-    };
+    let close = until_close(&mut stalled).await.0.expect("close code");
     assert_eq!(u16::from(close.code), botbridge::ws::CLOSE_LAGGED);
     assert!(close.reason.as_str().starts_with("lagged; resume with since="), "{}", close.reason);
     bridge.shutdown().await;
