@@ -25,11 +25,7 @@ fn settings() -> Settings {
 
 /// A build of `bytes` with another content hash.
 fn variant(bytes: &[u8], n: u32) -> Vec<u8> {
-    let mut v = bytes.to_vec();
-    let payload = n.to_le_bytes();
-    v.extend_from_slice(&[0, 1 + 3 + 4, 3, b'p', b'a', b'd']);
-    v.extend_from_slice(&payload);
-    v
+    guests::with_custom_section(bytes, &format!("pad{n}"))
 }
 
 fn rss_bytes() -> u64 {
@@ -140,6 +136,29 @@ async fn startup(bots: usize) -> (Duration, Duration, f64) {
     (cold, warm, per_bot)
 }
 
+/// Start-up of a bridge with one big example bot (Python, JavaScript): the
+/// first start compiles it; later ones load it from the cache. Returns the
+/// cold time and the median of `warm_runs` warm starts.
+async fn scripted_startup(name: &str, warm_runs: usize) -> (Duration, Duration) {
+    let s = settings();
+    guests::install(&s.bots, name, &guests::example(name));
+    let t = Instant::now();
+    let running = botbridge::app::start(s.clone()).await.expect("start");
+    let cold = t.elapsed();
+    assert!(running.wasm.status(name).is_some(), "{name} loaded");
+    running.shutdown().await;
+    let mut warm = Vec::new();
+    for _ in 0..warm_runs {
+        let t = Instant::now();
+        let running = botbridge::app::start(s.clone()).await.expect("start");
+        warm.push(t.elapsed());
+        assert!(running.wasm.status(name).is_some(), "{name} loaded");
+        running.shutdown().await;
+    }
+    warm.sort();
+    (cold, percentile(&warm, 0.5))
+}
+
 /// A quantile in microseconds.
 fn p(sorted: &[Duration], q: f64) -> f64 {
     percentile(sorted, q).as_secs_f64() * 1e6
@@ -173,6 +192,20 @@ fn main() {
         p(&reload, 0.5) / 1000.0,
         reload.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
     );
+
+    println!("\n## Start-up with one big bot: compiled (cold) and from the cache (warm, median of 5)\n");
+    println!("| bot | size | cold | warm | cold / warm |");
+    println!("|---|---:|---:|---:|---:|");
+    for name in ["python-echo", "js-echo"] {
+        let size = guests::example(name).len() as f64 / (1 << 20) as f64;
+        let (cold, warm) = runtime.block_on(scripted_startup(name, 5));
+        println!(
+            "| {name} | {size:.1} MiB | {:.0} ms | {:.0} ms | {:.0}× |",
+            cold.as_secs_f64() * 1e3,
+            warm.as_secs_f64() * 1e3,
+            cold.as_secs_f64() / warm.as_secs_f64()
+        );
+    }
 
     let bots = 100;
     let (cold, warm, per_bot) = runtime.block_on(startup(bots));

@@ -41,6 +41,11 @@ impl Running {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The dev console's address.
+    pub fn console_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
     /// Closes every connection (code 1001) and waits for the server to stop.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
@@ -110,7 +115,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     )?;
     wasm.load_all().await;
     wasm.watch(shutdown.clone())?;
-    let router = crate::ws::router(bridge.clone(), settings.ws.clone(), shutdown.clone());
+    let router = crate::ws::router(bridge.clone(), settings.ws.clone(), shutdown.clone())
+        .merge(crate::console::router(wasm.clone(), settings.ws.token.clone(), shutdown.clone()));
     let server = tokio::spawn(crate::ws::serve_http(listener, router, shutdown.clone()));
     tracing::info!(%addr, accounts = ?bridge.accounts(), bots = wasm.statuses().len(), "botbridge listening on ws://{addr}/ws");
     Ok(Running { addr, bridge, wasm, durable, shutdown, server })

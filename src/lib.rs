@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bridge;
 pub mod bus;
 pub mod config;
+pub mod console;
 pub mod registry;
 pub mod wasm;
 pub mod schema;

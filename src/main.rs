@@ -28,6 +28,32 @@ enum Command {
         #[arg(default_value = "ws://127.0.0.1:8080/ws")]
         url: String,
     },
+    /// Speak as a simulated user in the sim world and print what the bots answer.
+    Say(SayArgs),
+}
+
+#[derive(clap::Args)]
+struct SayArgs {
+    /// The bridge's WebSocket address.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// The bridge's token, if it has one.
+    #[arg(long, env = "BOTBRIDGE_TOKEN")]
+    token: Option<String>,
+    /// Say it in this group…
+    #[arg(long, conflicts_with = "friend", required_unless_present = "friend")]
+    group: Option<i64>,
+    /// …as this member (default: 30003 of the built-in world).
+    #[arg(long = "as", default_value_t = 30003)]
+    sender: i64,
+    /// Or say it in private, as this friend.
+    #[arg(long)]
+    friend: Option<i64>,
+    /// How long to wait for answers, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    wait_ms: u64,
+    /// The message text.
+    text: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Command::Connect { url } => {
             tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(connect(url))
         }
+        Command::Say(args) => tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(say(args)),
     }
 }
 
@@ -125,6 +152,61 @@ async fn connect(url: String) -> anyhow::Result<()> {
                 Some(Err(e)) => return Err(e.into()),
                 None => break,
             },
+        }
+    }
+    Ok(())
+}
+
+/// `say`: one SimMessage, then every bot's answer for `wait_ms`, one line each.
+async fn say(args: SayArgs) -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut url = format!("{}?outgoing=1&name=say", args.url);
+    if let Some(token) = &args.token {
+        url.push_str(&format!("&token={token}"));
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connecting to {}", args.url))?;
+    let message = json!([{"type": "Plain", "msg": args.text}]);
+    let content = match (args.group, args.friend) {
+        (Some(group), _) => json!({"group": group, "sender": args.sender, "message": message}),
+        (None, friend) => json!({"friend": friend, "message": message}),
+    };
+    let frame = json!({"type": "SimMessage", "id": "say", "content": content});
+    ws.send(Message::Text(frame.to_string().into())).await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(args.wait_ms);
+    while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(text) = frame? else { continue };
+        let v: Value = serde_json::from_str(text.as_str()).context("the bridge sent a frame that is not JSON")?;
+        match v["type"].as_str() {
+            Some("result") if v["ok"] == false => anyhow::bail!("refused: {}", v["error"]),
+            Some("outgoing") => {
+                let d = &v["data"];
+                let said: String = d["message"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| match e["type"].as_str() {
+                        Some("Plain") => e["msg"].as_str().map(str::to_owned),
+                        Some("At") => Some(format!("@{}", e["target"])),
+                        Some("MessageSource") | None => None,
+                        Some(other) => Some(format!("[{other}]")),
+                    })
+                    .collect();
+                let target = &d["target"];
+                let place = match target["type"].as_str() {
+                    Some("group") => format!("group {}", target["group"]),
+                    Some("friend") => format!("friend {}", target["friend"]),
+                    _ => format!("temp {} via {}", target["user"], target["group"]),
+                };
+                println!("{} → {place}: {said}", d["by"].as_str().unwrap_or("?"));
+            }
+            Some("revoke") => println!("(recalled {} by {})", v["data"]["msgID"], v["data"]["revoker"]),
+            Some("group") if v["data"]["type"] == "mute" => {
+                println!("(muted {} in {} for {} s)", v["data"]["who"], v["data"]["group"], v["data"]["duration"])
+            }
+            _ => {}
         }
     }
     Ok(())

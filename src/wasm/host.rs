@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::Bot;
 use super::kv::KvStore;
 use super::limits::{BotConfig, MAX_MEMORY_MB};
+use super::logbook::Logbook;
 use super::runner::{BotStatus, RunState, Runner};
 use super::store::{BotState, BotTemplate, TICK_MS};
 use crate::bridge::Bridge;
@@ -75,6 +76,7 @@ struct Inner {
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Last load error per bot that has no running version.
     rejected: Mutex<HashMap<String, String>>,
+    logbook: Arc<Logbook>,
 }
 
 /// The wasm bot host. Cheap to clone.
@@ -151,6 +153,7 @@ impl WasmHost {
                 slots: Mutex::new(HashMap::new()),
                 loading: Mutex::new(HashMap::new()),
                 rejected: Mutex::new(HashMap::new()),
+                logbook: Arc::new(Logbook::default()),
             }),
         })
     }
@@ -178,6 +181,19 @@ impl WasmHost {
     /// A value in bot `bot`'s kv store.
     pub fn kv_get(&self, bot: &str, key: &str) -> Option<Vec<u8>> {
         self.inner.kv.bucket(bot).lock().get(key)
+    }
+
+    /// Recent log lines of every bot, and a feed of new ones and of status changes.
+    pub fn logbook(&self) -> &Arc<Logbook> {
+        &self.inner.logbook
+    }
+
+    /// Bots whose newest file was refused, with why, whether or not an older
+    /// version is running.
+    pub fn all_rejected(&self) -> Vec<(String, String)> {
+        let mut all: Vec<_> = self.inner.rejected.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort();
+        all
     }
 
     /// Why the newest file of `name` was refused, if it was.
@@ -222,6 +238,8 @@ impl WasmHost {
                 if let Some(slot) = self.inner.slots.lock().get(name) {
                     slot.status.lock().rejected = Some(e.to_string());
                 }
+                self.inner.logbook.record(name, "error", &format!("refused: {e}"));
+                self.inner.logbook.changed();
             }
         }
         result
@@ -266,6 +284,7 @@ impl WasmHost {
             config: config.clone(),
             bridge: inner.bridge.clone(),
             kv: inner.kv.bucket(name),
+            logbook: inner.logbook.clone(),
         });
         let live = template
             .instantiate()
@@ -309,6 +328,8 @@ impl WasmHost {
         let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), tracing::info_span!("bot", name)));
         inner.slots.lock().insert(name.to_owned(), Slot { version: version.clone(), config, stop, task: Some(task), status });
         tracing::info!(bot = name, version, "loaded");
+        inner.logbook.record(name, "info", &format!("loaded version {version}"));
+        inner.logbook.changed();
         Ok(())
     }
 
@@ -322,7 +343,9 @@ impl WasmHost {
                 let _ = task.await;
             }
             tracing::info!(bot = name, "unloaded");
+            self.inner.logbook.record(name, "info", "unloaded");
         }
+        self.inner.logbook.changed();
     }
 
     /// Stops every bot.
@@ -363,8 +386,14 @@ impl WasmHost {
                         continue;
                     }
                 };
-                let mut names: Vec<String> =
-                    events.iter().flat_map(|e| e.paths.iter()).filter_map(|p| bot_name(p)).collect();
+                // Reading a file is an event too (inotify's open/close-nowrite):
+                // syncing on those would re-read every file in a loop.
+                let mut names: Vec<String> = events
+                    .iter()
+                    .filter(|e| !matches!(e.kind, notify_debouncer_full::notify::EventKind::Access(_)))
+                    .flat_map(|e| e.paths.iter())
+                    .filter_map(|p| bot_name(p))
+                    .collect();
                 names.sort();
                 names.dedup();
                 for name in names {

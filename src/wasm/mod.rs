@@ -17,6 +17,7 @@ mod convert;
 mod host;
 pub mod kv;
 pub mod limits;
+pub mod logbook;
 mod runner;
 mod store;
 

@@ -132,6 +132,8 @@ impl Runner {
     fn failed(&self, failures: &mut VecDeque<Instant>, consecutive: &mut u32, seq: u64, error: String) -> bool {
         let name = &self.template.name;
         tracing::warn!(bot = %name, seq, "call failed, next event gets a fresh instance: {error}");
+        let logbook = &self.template.logbook;
+        logbook.record(name, "warn", &format!("event {seq} failed: {error}"));
         *consecutive += 1;
         let now = Instant::now();
         failures.push_back(now);
@@ -144,9 +146,14 @@ impl Runner {
         if failures.len() >= CRASH_LIMIT {
             let reason = format!("{} failures within {}s; last: {error}", failures.len(), CRASH_WINDOW.as_secs());
             tracing::error!(bot = %name, "parked until its file changes: {reason}");
+            logbook.record(name, "error", &format!("parked until its file changes: {reason}"));
             status.state = RunState::Parked { reason };
+            drop(status);
+            logbook.changed();
             return true;
         }
+        drop(status);
+        logbook.changed();
         false
     }
 

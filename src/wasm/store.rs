@@ -13,6 +13,7 @@ use super::bindings::botbridge::bot::{kv, log, operations, types};
 use super::convert;
 use super::kv::Bucket;
 use super::limits::{BotConfig, RateLimiter};
+use super::logbook::Logbook;
 use crate::bridge::{Bridge, Caller};
 use crate::schema::{self as s, ErrorCode, OpData, OpError, Operation};
 
@@ -27,6 +28,7 @@ pub struct BotState {
     limits: StoreLimits,
     rate: RateLimiter,
     kv: Arc<Mutex<Bucket>>,
+    logbook: Arc<Logbook>,
     /// Ticks used by the current call, and how many it may use.
     ticks: u64,
     max_ticks: u64,
@@ -157,6 +159,13 @@ impl operations::Host for BotState {
 impl log::Host for BotState {
     async fn log(&mut self, level: log::Level, message: String) {
         let bot = &*self.name;
+        let name = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
         match level {
             log::Level::Trace => tracing::trace!(bot, "{message}"),
             log::Level::Debug => tracing::debug!(bot, "{message}"),
@@ -164,6 +173,7 @@ impl log::Host for BotState {
             log::Level::Warn => tracing::warn!(bot, "{message}"),
             log::Level::Error => tracing::error!(bot, "{message}"),
         }
+        self.logbook.record(bot, name, &message);
     }
 }
 
@@ -196,6 +206,7 @@ impl kv::Host for BotState {
 struct LogStream {
     bot: Arc<str>,
     stream: &'static str,
+    logbook: Arc<Logbook>,
 }
 
 impl wasmtime_wasi::cli::IsTerminal for LogStream {
@@ -218,7 +229,9 @@ struct LineWriter {
 impl LineWriter {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
-        tracing::info!(bot = %self.target.bot, stream = self.target.stream, "{}", text.trim_end());
+        let text = text.trim_end();
+        tracing::info!(bot = %self.target.bot, stream = self.target.stream, "{text}");
+        self.target.logbook.record(&self.target.bot, self.target.stream, text);
         self.line.clear();
     }
 }
@@ -263,6 +276,7 @@ pub struct BotTemplate {
     pub config: BotConfig,
     pub bridge: Arc<Bridge>,
     pub kv: Arc<Mutex<Bucket>>,
+    pub logbook: Arc<Logbook>,
 }
 
 /// A live instance in its own Store.
@@ -282,8 +296,8 @@ impl BotTemplate {
             .memories(16)
             .build();
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdout(LogStream { bot: self.name.clone(), stream: "stdout" })
-            .stderr(LogStream { bot: self.name.clone(), stream: "stderr" })
+            .stdout(LogStream { bot: self.name.clone(), stream: "stdout", logbook: self.logbook.clone() })
+            .stderr(LogStream { bot: self.name.clone(), stream: "stderr", logbook: self.logbook.clone() })
             .build();
         let state = BotState {
             name: self.name.clone(),
@@ -295,6 +309,7 @@ impl BotTemplate {
             limits,
             rate: RateLimiter::new(self.config.ops_per_second, self.config.ops_burst),
             kv: self.kv.clone(),
+            logbook: self.logbook.clone(),
             ticks: 0,
             max_ticks: self.config.cpu_ms.div_ceil(TICK_MS),
             wasi,

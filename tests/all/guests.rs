@@ -189,11 +189,36 @@ pub fn install(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-/// Polls `cond` until it holds or 20 s pass.
+/// Polls `cond` until it holds or 60 s pass (a compile of a big Python or
+/// JavaScript bot in a parallel test can hold the compiler threads for a while).
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for: {what}");
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The same component with a custom section appended: another file with
+/// another hash, the same code (a "new version" for reload tests).
+pub fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
 }

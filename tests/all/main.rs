@@ -13,3 +13,5 @@ mod guests;
 mod wasm_bots;
 mod wasm_reload;
 mod wasm_sandbox;
+mod examples;
+mod console;

@@ -40,6 +40,10 @@ async fn new_version_takes_over_garbage_is_refused_delete_unloads() {
     assert!(bridge.wasm.rejected("talker").unwrap().contains("talker.wasm"));
     assert_eq!(bridge.wasm.status("talker").unwrap().version, v2);
     assert_eq!(said(&mut c, 1).await, vec![("talker".to_owned(), "v2".to_owned())]);
+    // It was tried once: the host's own reads of the file are no reason to load it again.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let refusals = bridge.wasm.logbook().recent("talker").iter().filter(|l| l.message.starts_with("refused")).count();
+    assert_eq!(refusals, 1, "the refused file was loaded again and again");
 
     // A component that does not fit the world is refused the same way.
     let misfit = wat::parse_str(r#"(component (import "acme:rockets/launch" (func)))"#).unwrap();

@@ -1,0 +1,85 @@
+//! Write a botbridge bot in a few lines.
+//!
+//! A bot is a type that implements [`Bot`], exported with [`bot!`]:
+//!
+//! ```ignore
+//! use botbridge_sdk::{bot, Bot, Event};
+//!
+//! struct Echo;
+//!
+//! impl Bot for Echo {
+//!     fn handle(event: Event) {
+//!         let Event::Message(message) = event else { return };
+//!         if let Some(text) = message.command("echo") {
+//!             message.reply_or_log(text);
+//!         }
+//!     }
+//! }
+//!
+//! bot!(Echo);
+//! ```
+//!
+//! Build it as a `cdylib` for `wasm32-wasip2` (or `wasm32-unknown-unknown`
+//! linked by `wasm-component-ld`), drop the `.wasm` into the bridge's `bots/`
+//! folder, and it is live.
+//!
+//! * [`Event`] and [`Message`]: what the bot receives, with the text, the
+//!   command and the sender at hand.
+//! * [`Chain`]: builds message chains (`"text".into()` is one too).
+//! * [`ops`]: every operation of the protocol; failures are typed [`Error`]s.
+//! * [`kv`]: the bot's own store, kept across hot reloads and restarts.
+//! * [`log`]: log lines under the bot's name in the bridge's log.
+
+mod chain;
+mod event;
+pub mod kv;
+pub mod log;
+pub mod ops;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "bot",
+        default_bindings_module: "botbridge_sdk::bindings",
+        pub_export_macro: true,
+        export_macro_name: "__export_bot_world",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+pub use bindings::botbridge::bot::types::{
+    At, ChatKind, Element, Error, ErrorCode, Friend, FriendRequest, Group, GroupEvent, GroupInvite, GroupLeft,
+    Image, JoinRequest, Member, MemberJoined, MemberLeft, Mute, Permission, Person, Poke, Quote, Revoke, Sent,
+    UserEvent,
+};
+pub use chain::Chain;
+pub use event::{Event, Message, Scene};
+
+/// A bot: `init` once per fresh instance, `handle` for every event in order.
+///
+/// A fresh instance starts after a hot reload, a restart, or a trap. Keep
+/// state that must survive those in [`kv`], not in statics.
+pub trait Bot {
+    fn init() {}
+    fn handle(event: Event);
+}
+
+/// Exports a [`Bot`] type as the component's `init` and `handle`.
+#[macro_export]
+macro_rules! bot {
+    ($bot:ty) => {
+        const _: () = {
+            struct BotbridgeExport;
+            impl $crate::bindings::Guest for BotbridgeExport {
+                fn init() {
+                    <$bot as $crate::Bot>::init()
+                }
+                fn handle(event: $crate::bindings::botbridge::bot::types::Event) {
+                    <$bot as $crate::Bot>::handle($crate::Event::from(event))
+                }
+            }
+            $crate::bindings::__export_bot_world!(BotbridgeExport);
+        };
+    };
+}

@@ -1,0 +1,108 @@
+//! Every bot's recent log lines (its own `log` calls, its stdout and stderr,
+//! and what the host did to it), and a feed of them and of status changes for
+//! live views such as the dev console. Bounded: a bot that logs in a loop
+//! overwrites its own oldest lines and nobody else's.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Lines kept per bot.
+pub const LINES_PER_BOT: usize = 200;
+/// Longest line kept, in bytes; longer lines are cut.
+pub const MAX_LINE: usize = 4096;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub bot: String,
+    /// Unix time, milliseconds.
+    pub time: u64,
+    pub level: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum HostUpdate {
+    Log(LogLine),
+    /// A bot was loaded, refused, unloaded, failed or parked.
+    Status,
+}
+
+pub struct Logbook {
+    lines: Mutex<HashMap<String, VecDeque<LogLine>>>,
+    feed: broadcast::Sender<HostUpdate>,
+}
+
+impl Default for Logbook {
+    fn default() -> Self {
+        Self { lines: Mutex::new(HashMap::new()), feed: broadcast::channel(1024).0 }
+    }
+}
+
+impl Logbook {
+    pub fn record(&self, bot: &str, level: &'static str, message: &str) {
+        let mut message = message.to_owned();
+        if message.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let line = LogLine { bot: bot.to_owned(), time, level, message };
+        {
+            let mut lines = self.lines.lock();
+            let ring = lines.entry(bot.to_owned()).or_default();
+            if ring.len() == LINES_PER_BOT {
+                ring.pop_front();
+            }
+            ring.push_back(line.clone());
+        }
+        let _ = self.feed.send(HostUpdate::Log(line));
+    }
+
+    pub fn changed(&self) {
+        let _ = self.feed.send(HostUpdate::Status);
+    }
+
+    /// Bot `bot`'s kept lines, oldest first.
+    pub fn recent(&self, bot: &str) -> Vec<LogLine> {
+        self.lines.lock().get(bot).map(|r| r.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Every bot's kept lines, oldest first per bot.
+    pub fn all_recent(&self) -> Vec<LogLine> {
+        let lines = self.lines.lock();
+        let mut names: Vec<_> = lines.keys().cloned().collect();
+        names.sort();
+        names.iter().flat_map(|n| lines[n].iter().cloned()).collect()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<HostUpdate> {
+        self.feed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chatty_bot_only_overwrites_its_own_lines() {
+        let book = Logbook::default();
+        book.record("quiet", "info", "hello");
+        for i in 0..1000 {
+            book.record("chatty", "info", &format!("line {i}"));
+        }
+        book.record("long", "info", &"é".repeat(MAX_LINE));
+        assert_eq!(book.recent("quiet").len(), 1);
+        let chatty = book.recent("chatty");
+        assert_eq!(chatty.len(), LINES_PER_BOT);
+        assert_eq!(chatty[0].message, "line 800");
+        assert!(book.recent("long")[0].message.len() <= MAX_LINE);
+    }
+}

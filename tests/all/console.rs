@@ -1,0 +1,199 @@
+//! The web dev console in a real headless Chromium (Debian's `chromium`,
+//! driven through `chromedriver` over WebDriver), against a bridge on port 0.
+//! `.ci/run` installs both; set CHROMIUM and CHROMEDRIVER to use others.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client as WebDriver, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::guests::*;
+use crate::support::*;
+
+const TOKEN: &str = "console-secret";
+
+/// A headless Chromium session; `close` ends it and its chromedriver.
+struct Browser {
+    client: WebDriver,
+    driver: Child,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{chromedriver}: {e} (apt-get install chromium chromium-driver)"));
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--window-size=1400,860"],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let start = Instant::now();
+        loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(client) => return Browser { client, driver },
+                Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot start a Chromium session: {e}"),
+            }
+        }
+    }
+
+    /// Waits (up to 60 s) until some element matching `css` has text containing `text`.
+    async fn wait_text(&self, css: &str, text: &str) {
+        let start = Instant::now();
+        loop {
+            let mut seen = Vec::new();
+            let found = tokio::time::timeout(Duration::from_secs(5), self.client.find_all(Locator::Css(css)))
+                .await
+                .unwrap_or_else(|_| panic!("the browser did not answer find_all({css}) within 5 s"));
+            for el in found.unwrap_or_default() {
+                let got = tokio::time::timeout(Duration::from_secs(5), el.text())
+                    .await
+                    .unwrap_or_else(|_| panic!("the browser did not answer text() of {css} within 5 s"));
+                if let Ok(t) = got {
+                    if t.contains(text) {
+                        return;
+                    }
+                    seen.push(t);
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no `{css}` with text {text:?}; saw {seen:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    }
+
+    /// Speaks in the open chat as `member`, by keyboard: type, then Enter.
+    async fn say(&self, member: i64, text: &str) {
+        let speaker = self.client.find(Locator::Css("#speaker")).await.unwrap();
+        speaker.select_by_value(&member.to_string()).await.unwrap();
+        let input = self.client.find(Locator::Css("#text")).await.unwrap();
+        input.send_keys(&format!("{text}\u{E007}")).await.unwrap();
+    }
+
+    /// The page's console messages at level SEVERE (errors), from chromedriver.
+    async fn console_errors(&self) -> Vec<Value> {
+        let logs = self.client.issue_cmd(BrowserLog).await.expect("chromedriver returns the browser log");
+        logs.as_array().cloned().unwrap_or_default().into_iter().filter(|l| l["level"] == "SEVERE").collect()
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// chromedriver's `POST /session/{id}/se/log` with `{"type": "browser"}`.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_with_a_bot_watch_it_reload_and_see_a_broken_file() {
+    let mut s = settings();
+    s.ws.token = Some(TOKEN.into());
+    install(&s.bots, "echo", &example("echo"));
+    let bridge = start(s.clone()).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{}?token={TOKEN}", bridge.console_url())).await.unwrap();
+
+    // The bots panel shows echo running, with its version; its log says it loaded.
+    let v1 = bridge.wasm.status("echo").unwrap().version;
+    browser.wait_text("#bots li[data-bot=echo] .state", "running").await;
+    browser.wait_text("#bots li[data-bot=echo] .version", &v1).await;
+    browser.wait_text("#log li[data-bot=echo]", "echo ready").await;
+
+    // The first group opens by itself; speak as a member and see the bot answer.
+    browser.wait_text("#chat-title", "botbridge dev").await;
+    browser.wait_text("#speaker option", "Mia").await;
+    browser.say(MEMBER, "/echo hello from the browser").await;
+    browser.wait_text("#messages li.msg", "/echo hello from the browser").await;
+    browser.wait_text("#messages li.bot", "hello from the browser").await;
+    assert!(browser.text_of("#messages li.bot .who").await.contains("echo"));
+
+    // Replace the bot's file: the panel shows the new version without a reload
+    // of the page, and the new version answers.
+    install(&s.bots, "echo", &sayer("v2 says hi"));
+    eventually("v2 loaded", || bridge.wasm.status("echo").is_some_and(|st| st.version != v1)).await;
+    let v2 = bridge.wasm.status("echo").unwrap().version;
+    browser.wait_text("#bots li[data-bot=echo] .version", &v2).await;
+    browser.say(OWNER, "anyone there?").await;
+    browser.wait_text("#messages li.bot", "v2 says hi").await;
+
+    // A broken file shows its error: as a new bot, and over a running one.
+    install(&s.bots, "broken", b"\0asm definitely not a component");
+    browser.wait_text("#bots li[data-bot=broken] .state", "failed").await;
+    browser.wait_text("#bots li[data-bot=broken] .why", "broken.wasm").await;
+    install(&s.bots, "echo", b"garbage");
+    browser.wait_text("#bots li[data-bot=echo] .why", "newest file refused").await;
+    browser.wait_text("#bots li[data-bot=echo] .state", "running").await;
+
+    // Recalls and mutes show in the conversation.
+    let mut c = Client::connect(&format!("{}?token={TOKEN}", bridge.ws_url())).await;
+    let said = c.group_message(GROUP, 30004, "a message to recall").await;
+    browser.wait_text("#messages li.msg", "a message to recall").await;
+    c.ok("Recall", json!({"messageSource": source_id(&said)})).await;
+    browser.wait_text("#messages li.recalled", "a message to recall").await;
+    c.ok("MuteMember", json!({"group": GROUP, "member": 30004, "time": 60})).await;
+    browser.wait_text("#messages li.system", "muted for 60 s").await;
+
+    if let Ok(path) = std::env::var("BOTBRIDGE_SCREENSHOT") {
+        std::fs::write(path, browser.client.screenshot().await.unwrap()).unwrap();
+    }
+    assert_eq!(browser.console_errors().await, Vec::<Value>::new(), "the page logged errors");
+    browser.close().await;
+    bridge.shutdown().await;
+}
+
+/// The status line of a plain HTTP GET.
+async fn status_of(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn the_console_needs_the_token() {
+    let mut s = settings();
+    s.ws.token = Some(TOKEN.into());
+    let bridge = start(s).await;
+    for path in ["/", "/api/bots", "/api/bots/events"] {
+        assert!(status_of(bridge.addr, path).await.contains("401"), "{path} without a token");
+        assert!(status_of(bridge.addr, &format!("{path}?token=wrong")).await.contains("401"), "{path} with a bad token");
+    }
+    assert!(status_of(bridge.addr, &format!("/?token={TOKEN}")).await.contains("200"));
+    assert!(status_of(bridge.addr, &format!("/api/bots?token={TOKEN}")).await.contains("200"));
+    bridge.shutdown().await;
+}
