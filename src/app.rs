@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::onebot::{OnebotBackend, OnebotError};
 use crate::backend::sim::SimBackend;
 use crate::bridge::Bridge;
 use crate::bus::Bus;
@@ -23,6 +24,10 @@ pub enum StartError {
     Wasm(#[from] HostError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Onebot(#[from] OnebotError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A started bridge. Dropping it does not stop it; call `shutdown`.
@@ -95,6 +100,8 @@ pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<Arc<Durable>>),
             AccountConfig::Sim { id } => {
                 bridge.add_account(Arc::new(SimBackend::new(*id, &settings.world, bridge.sink())));
             }
+            // Started by `start`: they connect or listen.
+            AccountConfig::Onebot { .. } => {}
         }
     }
     Ok((bridge, durable))
@@ -108,6 +115,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
     let shutdown = CancellationToken::new();
+    for account in &settings.accounts {
+        if let Some(config) = account.onebot() {
+            let backend = OnebotBackend::start(config.map_err(StartError::Config)?, bridge.sink(), shutdown.clone()).await?;
+            bridge.add_account(backend);
+        }
+    }
     let wasm = WasmHost::new(
         bridge.clone(),
         HostConfig { dir: settings.bots.clone(), cache_dir: Some(settings.state_dir.join("cache")), max_bots: settings.max_bots },

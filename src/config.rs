@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::backend::onebot::{Mode, OnebotConfig};
 use crate::backend::sim::WorldConfig;
 use crate::bus::BusConfig;
 use crate::registry::RegistryConfig;
@@ -40,13 +41,58 @@ pub struct FileConfig {
 pub enum AccountConfig {
     /// A simulated account in the world from `[sim]` (or the built-in one).
     Sim { id: i64 },
+    /// A real account through a OneBot v11 implementation: `mode = "forward"`
+    /// connects to `url`; `mode = "reverse"` listens on `listen` at `path`
+    /// (default `/onebot/v11/ws`).
+    Onebot {
+        id: i64,
+        mode: OnebotMode,
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        listen: Option<String>,
+        #[serde(default)]
+        path: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+        /// How long a call upstream may take, ms (default 10000).
+        #[serde(default)]
+        call_timeout_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnebotMode {
+    Forward,
+    Reverse,
 }
 
 impl AccountConfig {
     pub fn id(&self) -> i64 {
         match self {
-            Self::Sim { id } => *id,
+            Self::Sim { id } | Self::Onebot { id, .. } => *id,
         }
+    }
+
+    /// The OneBot account's settings; an error names the missing key.
+    pub fn onebot(&self) -> Option<Result<OnebotConfig, String>> {
+        let Self::Onebot { id, mode, url, listen, path, access_token, call_timeout_ms } = self else { return None };
+        let mode = match (mode, url, listen) {
+            (OnebotMode::Forward, Some(url), _) => Mode::Forward { url: url.clone() },
+            (OnebotMode::Reverse, _, Some(listen)) => Mode::Reverse {
+                listen: listen.clone(),
+                path: path.clone().unwrap_or_else(|| "/onebot/v11/ws".into()),
+            },
+            (OnebotMode::Forward, None, _) => return Some(Err(format!("account {id}: mode \"forward\" needs `url`"))),
+            (OnebotMode::Reverse, _, None) => return Some(Err(format!("account {id}: mode \"reverse\" needs `listen`"))),
+        };
+        Some(Ok(OnebotConfig {
+            id: *id,
+            mode,
+            access_token: access_token.clone().filter(|t| !t.is_empty()),
+            call_timeout: Duration::from_millis(call_timeout_ms.unwrap_or(10_000).max(1)),
+        }))
     }
 }
 
@@ -152,6 +198,9 @@ impl FileConfig {
         for account in &config.account {
             if !seen.insert(account.id()) {
                 return Err(invalid(format!("account: id {} appears twice", account.id())));
+            }
+            if let Some(Err(message)) = account.onebot() {
+                return Err(invalid(message));
             }
         }
         for (key, value) in [("max_frame", config.max_frame), ("queue", config.queue), ("id_capacity", config.id_capacity)]

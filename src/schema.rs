@@ -113,6 +113,10 @@ pub enum Element {
     },
     LightApp { content: String },
     Service { id: i64, content: String },
+    /// A segment of an upstream kind botbridge has no element for (a OneBot
+    /// `mface`, `markdown`, …), kept as it came: `kind` is its type, `data` its
+    /// fields. Sent back unchanged to the same kind of upstream.
+    Other { kind: String, data: Value },
 }
 
 pub type MessageChain = Vec<Element>;

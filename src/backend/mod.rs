@@ -2,6 +2,7 @@
 //! between a backend and the bridge. Backends speak in their own message IDs
 //! (`i64`); registry IDs never reach them.
 
+pub mod onebot;
 pub mod sim;
 
 use std::sync::Arc;

@@ -52,6 +52,7 @@ pub fn element(e: &s::Element) -> w::Element {
         }
         s::Element::LightApp { content } => w::Element::LightApp(content.clone()),
         s::Element::Service { id, content } => w::Element::Service(w::Service { id: *id, content: content.clone() }),
+        s::Element::Other { kind, data } => w::Element::Other(w::Other { kind: kind.clone(), data: data.to_string() }),
     }
 }
 
@@ -71,6 +72,10 @@ pub fn element_from(e: w::Element) -> s::Element {
         w::Element::Quote(q) => s::Element::Quote { id: q.id, to: q.to, time: q.time, text: q.text },
         w::Element::LightApp(content) => s::Element::LightApp { content },
         w::Element::Service(x) => s::Element::Service { id: x.id, content: x.content },
+        w::Element::Other(x) => s::Element::Other {
+            data: serde_json::from_str(&x.data).unwrap_or(serde_json::Value::String(x.data)),
+            kind: x.kind,
+        },
     }
 }
 

@@ -15,3 +15,4 @@ mod wasm_reload;
 mod wasm_sandbox;
 mod examples;
 mod console;
+mod onebot;

@@ -50,7 +50,7 @@ pub mod bindings {
 
 pub use bindings::botbridge::bot::types::{
     At, ChatKind, Element, Error, ErrorCode, Friend, FriendRequest, Group, GroupEvent, GroupInvite, GroupLeft,
-    Image, JoinRequest, Member, MemberJoined, MemberLeft, Mute, Permission, Person, Poke, Quote, Revoke, Sent,
+    Image, JoinRequest, Member, MemberJoined, MemberLeft, Mute, Other, Permission, Person, Poke, Quote, Revoke, Sent,
     UserEvent,
 };
 pub use chain::Chain;

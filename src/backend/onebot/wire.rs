@@ -1,0 +1,387 @@
+//! OneBot v11's JSON, turned into botbridge's terms and back: message segments
+//! (array form, and CQ strings with their escapes), and events. Pure
+//! functions; the connection lives in `mod.rs`.
+//!
+//! Numbers arrive as JSON numbers or as strings (the specification writes
+//! `"qq": "10001"`; implementations differ): both are read. Unknown segments
+//! become `Element::Other` and go back out unchanged.
+
+use serde_json::{Map, Value, json};
+
+use crate::backend::{BackendEvent, OutgoingMessage, QuoteRef};
+use crate::schema::{
+    Element, GroupEvent, ImageTag, MemberModel, NestedImage, Permission, Target, UserEvent,
+};
+
+/// One message segment: `{"type": …, "data": {…}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub kind: String,
+    pub data: Map<String, Value>,
+}
+
+/// An integer given as a number or a string.
+pub fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn str_of(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A message in either form: an array of segments or a CQ string.
+pub fn segments(message: &Value) -> Vec<Segment> {
+    match message {
+        Value::String(s) => parse_cq(s),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| {
+                let kind = item.get("type")?.as_str()?.to_owned();
+                let data = item.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+                Some(Segment { kind, data })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn unescape(s: &str, in_param: bool) -> String {
+    let s = s.replace("&#91;", "[").replace("&#93;", "]");
+    let s = if in_param { s.replace("&#44;", ",") } else { s };
+    s.replace("&amp;", "&")
+}
+
+fn text_segment(text: &str) -> Segment {
+    let mut data = Map::new();
+    data.insert("text".into(), Value::String(unescape(text, false)));
+    Segment { kind: "text".into(), data }
+}
+
+/// Parses a CQ-code string: plain text with `[CQ:type,key=value,…]` codes.
+/// Text escapes `&amp; &#91; &#93;`; parameters also escape `&#44;`. A code
+/// with no closing bracket is text.
+pub fn parse_cq(s: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("[CQ:") {
+        let Some(len) = rest[start..].find(']') else { break };
+        if start > 0 {
+            out.push(text_segment(&rest[..start]));
+        }
+        let code = &rest[start + 4..start + len];
+        let mut parts = code.split(',');
+        let kind = parts.next().unwrap_or_default().trim().to_owned();
+        let mut data = Map::new();
+        for part in parts {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            data.insert(k.to_owned(), Value::String(unescape(v, true)));
+        }
+        out.push(Segment { kind, data });
+        rest = &rest[start + len + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(text_segment(rest));
+    }
+    out
+}
+
+/// Segments → the chain's content elements and the quoted message, if any.
+pub fn elements(segments: &[Segment]) -> (Vec<Element>, Option<QuoteRef>) {
+    let mut quote = None;
+    let mut out = Vec::new();
+    for seg in segments {
+        let d = &seg.data;
+        let get = |k: &str| str_of(d.get(k));
+        let element = match seg.kind.as_str() {
+            "text" => Element::Plain { msg: get("text") },
+            "at" if get("qq") == "all" => Element::AtAll,
+            "at" => match d.get("qq").and_then(int) {
+                Some(target) => Element::At { target, display: get("name") },
+                None => other(seg),
+            },
+            "face" => match d.get("id").and_then(int) {
+                Some(id) => Element::Face { id },
+                None => other(seg),
+            },
+            "image" => {
+                let url = if get("url").is_empty() { get("file") } else { get("url") };
+                if get("type") == "flash" {
+                    Element::FlashImage { image: NestedImage { tag: ImageTag::Image, id: get("file"), url } }
+                } else {
+                    Element::Image { id: get("file"), url }
+                }
+            }
+            "record" => Element::Voice { url: if get("url").is_empty() { get("file") } else { get("url") }, filename: get("file") },
+            "poke" => Element::Poke { poke_type: d.get("type").and_then(int).unwrap_or(0), name: get("name") },
+            "json" => Element::LightApp { content: get("data") },
+            "xml" => Element::Service { id: d.get("id").and_then(int).unwrap_or(0), content: get("data") },
+            "reply" => {
+                if let Some(id) = d.get("id").and_then(int) {
+                    quote = Some(QuoteRef { backend_id: id, to: None, time: None, text: None });
+                    continue;
+                }
+                other(seg)
+            }
+            _ => other(seg),
+        };
+        out.push(element);
+    }
+    (out, quote)
+}
+
+fn other(seg: &Segment) -> Element {
+    Element::Other { kind: seg.kind.clone(), data: Value::Object(seg.data.clone()) }
+}
+
+/// An outgoing message as array-form segments.
+pub fn to_segments(message: &OutgoingMessage) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Some(id) = message.quote {
+        out.push(json!({"type": "reply", "data": {"id": id.to_string()}}));
+    }
+    for e in &message.elements {
+        let seg = match e {
+            Element::Plain { msg } => json!({"type": "text", "data": {"text": msg}}),
+            Element::At { target, .. } => json!({"type": "at", "data": {"qq": target.to_string()}}),
+            Element::AtAll => json!({"type": "at", "data": {"qq": "all"}}),
+            Element::Face { id } => json!({"type": "face", "data": {"id": id.to_string()}}),
+            Element::Image { url, .. } => json!({"type": "image", "data": {"file": file_url(url)}}),
+            Element::FlashImage { image } => json!({"type": "image", "data": {"file": file_url(&image.url), "type": "flash"}}),
+            Element::Poke { poke_type, .. } => json!({"type": "poke", "data": {"type": poke_type.to_string(), "id": "-1"}}),
+            Element::LightApp { content } => json!({"type": "json", "data": {"data": content}}),
+            Element::Service { content, .. } => json!({"type": "xml", "data": {"data": content}}),
+            Element::Other { kind, data } => json!({"type": kind, "data": data}),
+            // The bridge refuses these before they reach a backend.
+            Element::MessageSource { .. } | Element::Quote { .. } | Element::Voice { .. } => continue,
+        };
+        out.push(seg);
+    }
+    out
+}
+
+/// The schema's `base64:` prefix is OneBot's `base64://`.
+fn file_url(url: &str) -> String {
+    match url.strip_prefix("base64:") {
+        Some(rest) if !rest.starts_with("//") => format!("base64://{rest}"),
+        _ => url.to_owned(),
+    }
+}
+
+pub fn permission(role: &str) -> Permission {
+    match role {
+        "owner" => Permission::Owner,
+        "admin" => Permission::Administrator,
+        _ => Permission::Member,
+    }
+}
+
+/// A group member from a message's `sender` or a member-list entry.
+pub fn member(v: &Value) -> MemberModel {
+    let nick = str_of(v.get("nickname"));
+    let card = str_of(v.get("card"));
+    MemberModel {
+        id: v.get("user_id").and_then(int).unwrap_or(0),
+        name_card_or_nick: if card.is_empty() { nick.clone() } else { card.clone() },
+        nick,
+        name_card: card,
+        permission: permission(v.get("role").and_then(Value::as_str).unwrap_or("member")),
+        special_title: str_of(v.get("title")),
+    }
+}
+
+/// Where a received message was said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scene {
+    Group { group: i64 },
+    Friend,
+    /// A private message by way of a group (`sub_type` "group").
+    Temp { group: i64 },
+}
+
+/// An upstream event, mapped as far as it can be without asking upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Upstream {
+    /// A message; the group's model is filled in from the account's cache.
+    Message {
+        scene: Scene,
+        sender: Value,
+        message_id: i64,
+        time: i64,
+        segments: Vec<Segment>,
+        anonymous: bool,
+    },
+    Event(BackendEvent),
+    /// `lifecycle` (enable/connect: true; disable: false).
+    Lifecycle { online: bool },
+    Heartbeat { interval_ms: Option<u64>, online: Option<bool> },
+    /// Not for bots: an unknown post type, a message the account itself sent, …
+    Ignored,
+}
+
+fn req(v: &Value, key: &str) -> Option<i64> {
+    v.get(key).and_then(int)
+}
+
+/// Maps one event frame (it has `post_type`). `None`: a required field is
+/// missing or malformed.
+pub fn event(v: &Value, self_id: i64) -> Option<Upstream> {
+    let kind = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    let time = req(v, "time").unwrap_or(0);
+    let up = match kind("post_type") {
+        "message" => {
+            let scene = match (kind("message_type"), kind("sub_type")) {
+                ("group", _) => Scene::Group { group: req(v, "group_id")? },
+                ("private", "group") => match req(v, "group_id").or_else(|| req(v, "temp_source")) {
+                    Some(group) if req(v, "group_id").is_some() => Scene::Temp { group },
+                    _ => Scene::Friend,
+                },
+                ("private", _) => Scene::Friend,
+                _ => return Some(Upstream::Ignored),
+            };
+            let mut sender = v.get("sender").cloned().unwrap_or(json!({}));
+            let user_id = req(v, "user_id")?;
+            if let Some(obj) = sender.as_object_mut() {
+                obj.insert("user_id".into(), json!(user_id));
+            }
+            Upstream::Message {
+                scene,
+                sender,
+                message_id: req(v, "message_id")?,
+                time,
+                segments: segments(v.get("message")?),
+                anonymous: v.get("anonymous").is_some_and(|a| !a.is_null()),
+            }
+        }
+        "message_sent" => Upstream::Ignored,
+        "notice" => notice(v, self_id)?,
+        "request" => request(v)?,
+        "meta_event" => match kind("meta_event_type") {
+            "lifecycle" => Upstream::Lifecycle { online: kind("sub_type") != "disable" },
+            "heartbeat" => Upstream::Heartbeat {
+                interval_ms: req(v, "interval").and_then(|i| u64::try_from(i).ok()),
+                online: v.pointer("/status/online").and_then(Value::as_bool),
+            },
+            _ => Upstream::Ignored,
+        },
+        _ => Upstream::Ignored,
+    };
+    Some(up)
+}
+
+fn group_event(event: GroupEvent) -> Upstream {
+    Upstream::Event(BackendEvent::Group { event, request_token: None })
+}
+
+fn user_event(event: UserEvent) -> Upstream {
+    Upstream::Event(BackendEvent::User { event, request_token: None })
+}
+
+fn notice(v: &Value, self_id: i64) -> Option<Upstream> {
+    let sub = v.get("sub_type").and_then(Value::as_str).unwrap_or_default();
+    let user = req(v, "user_id");
+    Some(match v.get("notice_type").and_then(Value::as_str).unwrap_or_default() {
+        "group_recall" => {
+            let group = req(v, "group_id")?;
+            Upstream::Event(BackendEvent::Recall {
+                target: Target::Group { group },
+                backend_id: req(v, "message_id")?,
+                revoker: req(v, "operator_id").or(user)?,
+                revokee: user?,
+            })
+        }
+        "friend_recall" => {
+            let friend = user?;
+            Upstream::Event(BackendEvent::Recall {
+                target: Target::Friend { friend },
+                backend_id: req(v, "message_id")?,
+                revoker: friend,
+                revokee: friend,
+            })
+        }
+        "group_ban" => group_event(GroupEvent::Mute {
+            who: user.unwrap_or(0),
+            group: req(v, "group_id")?,
+            operator: req(v, "operator_id").unwrap_or(0),
+            duration: if sub == "lift_ban" { 0 } else { req(v, "duration").unwrap_or(0) },
+        }),
+        "group_admin" => group_event(GroupEvent::Admin { who: user?, group: req(v, "group_id")?, status: sub == "set" }),
+        "group_increase" if user == Some(self_id) => user_event(UserEvent::GroupJoined { which: req(v, "group_id")? }),
+        "group_increase" => group_event(GroupEvent::MemberJoined { who: user?, group: req(v, "group_id")? }),
+        "group_decrease" if sub == "kick_me" || user == Some(self_id) => user_event(UserEvent::GroupLeft {
+            which: req(v, "group_id")?,
+            operator: req(v, "operator_id").unwrap_or(0),
+        }),
+        "group_decrease" => group_event(GroupEvent::MemberLeft {
+            who: user?,
+            group: req(v, "group_id")?,
+            // "leave": the member left by themself.
+            operator: if sub == "leave" { user? } else { req(v, "operator_id").unwrap_or(0) },
+        }),
+        "friend_add" => user_event(UserEvent::FriendAdded { who: user?, nick: String::new() }),
+        _ => Upstream::Ignored,
+    })
+}
+
+/// Request tokens carry what answering needs: `friend:FLAG`, `add:FLAG`, `invite:FLAG`.
+fn request(v: &Value) -> Option<Upstream> {
+    let flag = str_of(v.get("flag"));
+    let comment = str_of(v.get("comment"));
+    let user = req(v, "user_id")?;
+    Some(match (v.get("request_type")?.as_str()?, v.get("sub_type").and_then(Value::as_str).unwrap_or_default()) {
+        ("friend", _) => Upstream::Event(BackendEvent::User {
+            event: UserEvent::NewFriendRequest { who: user, nick: String::new(), source: String::new(), comment, request_id: None },
+            request_token: Some(format!("friend:{flag}")),
+        }),
+        ("group", "invite") => Upstream::Event(BackendEvent::User {
+            event: UserEvent::GroupInvite { group: req(v, "group_id")?, group_name: String::new(), inviter: user, request_id: None },
+            request_token: Some(format!("invite:{flag}")),
+        }),
+        ("group", _) => Upstream::Event(BackendEvent::Group {
+            event: GroupEvent::JoinRequest {
+                who: user,
+                group: req(v, "group_id")?,
+                comment,
+                inviter: req(v, "invitor_id").unwrap_or(0),
+                request_id: None,
+            },
+            request_token: Some(format!("add:{flag}")),
+        }),
+        _ => Upstream::Ignored,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cq_strings_with_escapes() {
+        let segs = parse_cq("a &#91;b&#93; &amp; c[CQ:at,qq=123][CQ:image,file=x.png,url=http://h/p?a=1&amp;b=2&#44;3]tail[CQ:broken");
+        assert_eq!(segs[0], text_segment("a &#91;b&#93; &amp; c"));
+        assert_eq!(str_of(segs[0].data.get("text")), "a [b] & c");
+        assert_eq!(segs[1].kind, "at");
+        assert_eq!(str_of(segs[2].data.get("url")), "http://h/p?a=1&b=2,3");
+        assert_eq!(str_of(segs[3].data.get("text")), "tail[CQ:broken");
+        let (els, quote) = elements(&parse_cq("[CQ:reply,id=-5]hi [CQ:face,id=14][CQ:mface,emoji_id=abc]"));
+        assert_eq!(quote.map(|q| q.backend_id), Some(-5));
+        assert_eq!(els[0], Element::Plain { msg: "hi ".into() });
+        assert_eq!(els[1], Element::Face { id: 14 });
+        assert_eq!(els[2], Element::Other { kind: "mface".into(), data: json!({"emoji_id": "abc"}) });
+    }
+
+    #[test]
+    fn unknown_segments_go_back_out_unchanged() {
+        let seg = json!({"type": "markdown", "data": {"content": "**hi**", "n": 3}});
+        let (els, _) = elements(&segments(&json!([seg])));
+        let out = to_segments(&OutgoingMessage { quote: Some(-7), elements: els });
+        assert_eq!(out, vec![json!({"type": "reply", "data": {"id": "-7"}}), seg]);
+    }
+}
