@@ -364,7 +364,7 @@ function renderBot(bot) {
     version.className = "version";
     version.title = "content hash of the running file";
     version.textContent = bot.version;
-    detail.append("version ", version, ` · loaded ${new Date(bot.loadedAt).toLocaleTimeString()} · ${bot.handled} events`);
+    detail.append("version ", version, ` · loaded ${new Date(bot.loadedAt).toLocaleTimeString()} · ${bot.handled} event${bot.handled === 1 ? "" : "s"}`);
     if (bot.failures) detail.append(` · ${bot.failures} failures, ${bot.restarts} restarts`);
   } else {
     detail.textContent = "not running";

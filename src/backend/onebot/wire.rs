@@ -239,9 +239,10 @@ pub fn event(v: &Value, self_id: i64) -> Option<Upstream> {
         "message" => {
             let scene = match (kind("message_type"), kind("sub_type")) {
                 ("group", _) => Scene::Group { group: req(v, "group_id")? },
-                ("private", "group") => match req(v, "group_id").or_else(|| req(v, "temp_source")) {
-                    Some(group) if req(v, "group_id").is_some() => Scene::Temp { group },
-                    _ => Scene::Friend,
+                // A temp chat names its group; without one it can only be answered privately.
+                ("private", "group") => match req(v, "group_id") {
+                    Some(group) => Scene::Temp { group },
+                    None => Scene::Friend,
                 },
                 ("private", _) => Scene::Friend,
                 _ => return Some(Upstream::Ignored),
