@@ -169,6 +169,10 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
 
+    if std::env::args().any(|a| a == "--big-bots-only") {
+        big_bots(&runtime);
+        return;
+    }
     println!("## Deliveries to trivial wasm bots\n");
     println!("| bots | events | deliveries/s |");
     println!("|---:|---:|---:|");
@@ -193,6 +197,18 @@ fn main() {
         reload.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
     );
 
+    big_bots(&runtime);
+
+    let bots = 100;
+    let (cold, warm, per_bot) = runtime.block_on(startup(bots));
+    println!("\n## Start-up with {bots} echo bots\n");
+    println!("| compile all (cold) | from cache (warm) | resident memory per idle bot |");
+    println!("|---:|---:|---:|");
+    println!("| {:.0} ms | {:.0} ms | {:.0} KiB |", cold.as_secs_f64() * 1e3, warm.as_secs_f64() * 1e3, per_bot / 1024.0);
+}
+
+/// Start-up with the Python and JavaScript examples, cold and from the cache.
+fn big_bots(runtime: &tokio::runtime::Runtime) {
     println!("\n## Start-up with one big bot: compiled (cold) and from the cache (warm, median of 5)\n");
     println!("| bot | size | cold | warm | cold / warm |");
     println!("|---|---:|---:|---:|---:|");
@@ -206,11 +222,4 @@ fn main() {
             cold.as_secs_f64() / warm.as_secs_f64()
         );
     }
-
-    let bots = 100;
-    let (cold, warm, per_bot) = runtime.block_on(startup(bots));
-    println!("\n## Start-up with {bots} echo bots\n");
-    println!("| compile all (cold) | from cache (warm) | resident memory per idle bot |");
-    println!("|---:|---:|---:|");
-    println!("| {:.0} ms | {:.0} ms | {:.0} KiB |", cold.as_secs_f64() * 1e3, warm.as_secs_f64() * 1e3, per_bot / 1024.0);
 }

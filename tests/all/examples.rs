@@ -185,3 +185,26 @@ async fn python_echo_answers_and_counts_in_kv() {
 async fn js_echo_answers_and_counts_in_kv() {
     scripted_echo("js-echo").await;
 }
+
+/// The guide's `botbridge say`: speaks as a member, prints what bots answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn say_prints_the_bots_answers() {
+    let (bridge, _c) = bridge_with("echo").await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_botbridge"))
+        .args(["say", "--url", &bridge.ws_url(), "--group", &GROUP.to_string(), "--wait-ms", "2000", "/echo hi there"])
+        .output()
+        .await
+        .expect("runs botbridge say");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("echo → group {GROUP}: hi there\n"));
+
+    // A refused message says why and fails.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_botbridge"))
+        .args(["say", "--url", &bridge.ws_url(), "--group", "777", "hello"])
+        .output()
+        .await
+        .expect("runs botbridge say");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_in_group"), "{}", String::from_utf8_lossy(&out.stderr));
+    bridge.shutdown().await;
+}
