@@ -290,4 +290,20 @@ mod tests {
             assert!(FileConfig::parse(text, Path::new("x.toml")).is_err(), "{text}");
         }
     }
+
+    #[test]
+    fn onebot_accounts_from_the_design_example() {
+        let text = "[[account]]\nid = 10001\nbackend = \"sim\"\n\n[[account]]\nid = 20002\nbackend = \"onebot\"\nmode = \"forward\"\nurl = \"ws://127.0.0.1:3001\"\naccess_token = \"t\"\n\n[[account]]\nid = 30003\nbackend = \"onebot\"\nmode = \"reverse\"\nlisten = \"127.0.0.1:6700\"\n";
+        let file = FileConfig::parse(text, Path::new("bb.toml")).unwrap();
+        let forward = file.account[1].onebot().unwrap().unwrap();
+        assert_eq!(forward.mode, Mode::Forward { url: "ws://127.0.0.1:3001".into() });
+        assert_eq!(forward.access_token.as_deref(), Some("t"));
+        let reverse = file.account[2].onebot().unwrap().unwrap();
+        assert_eq!(reverse.mode, Mode::Reverse { listen: "127.0.0.1:6700".into(), path: "/onebot/v11/ws".into() });
+        let err = FileConfig::parse("[[account]]\nid = 2\nbackend = \"onebot\"\nmode = \"forward\"\n", Path::new("bb.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bb.toml") && err.contains("`url`"), "{err}");
+        assert!(FileConfig::parse("[[account]]\nid = 2\nbackend = \"onebot\"\nmode = \"sideways\"\nurl = \"x\"\n", Path::new("x")).is_err());
+    }
 }

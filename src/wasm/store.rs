@@ -160,19 +160,27 @@ impl log::Host for BotState {
     async fn log(&mut self, level: log::Level, message: String) {
         let bot = &*self.name;
         let name = match level {
-            log::Level::Trace => "trace",
-            log::Level::Debug => "debug",
-            log::Level::Info => "info",
-            log::Level::Warn => "warn",
-            log::Level::Error => "error",
+            log::Level::Trace => {
+                tracing::trace!(bot, "{message}");
+                "trace"
+            }
+            log::Level::Debug => {
+                tracing::debug!(bot, "{message}");
+                "debug"
+            }
+            log::Level::Info => {
+                tracing::info!(bot, "{message}");
+                "info"
+            }
+            log::Level::Warn => {
+                tracing::warn!(bot, "{message}");
+                "warn"
+            }
+            log::Level::Error => {
+                tracing::error!(bot, "{message}");
+                "error"
+            }
         };
-        match level {
-            log::Level::Trace => tracing::trace!(bot, "{message}"),
-            log::Level::Debug => tracing::debug!(bot, "{message}"),
-            log::Level::Info => tracing::info!(bot, "{message}"),
-            log::Level::Warn => tracing::warn!(bot, "{message}"),
-            log::Level::Error => tracing::error!(bot, "{message}"),
-        }
         self.logbook.record(bot, name, &message);
     }
 }
