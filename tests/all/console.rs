@@ -97,10 +97,15 @@ impl Browser {
         logs.as_array().cloned().unwrap_or_default().into_iter().filter(|l| l["level"] == "SEVERE").collect()
     }
 
-    async fn close(mut self) {
-        let _ = self.client.close().await;
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+/// A failed test still ends its chromedriver.
+impl Drop for Browser {
+    fn drop(&mut self) {
         let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
