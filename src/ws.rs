@@ -74,7 +74,7 @@ pub fn router(bridge: Arc<Bridge>, config: WsConfig, shutdown: CancellationToken
 }
 
 /// Compares in constant time (over the longer length).
-fn token_matches(given: &str, expected: &str) -> bool {
+pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
     let (a, b) = (blake3::hash(given.as_bytes()), blake3::hash(expected.as_bytes()));
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }

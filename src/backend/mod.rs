@@ -93,6 +93,11 @@ pub enum Simulated {
     Group(GroupEvent),
 }
 
+/// Seconds since the Unix epoch: the `time` of what a backend sends.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 /// Where a backend reports events. Returns the `seq` each event got.
 pub type EventSink = Arc<dyn Fn(i64, BackendEvent) -> u64 + Send + Sync>;
 

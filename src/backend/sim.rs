@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::{
     Backend, BackendEvent, EventSink, IncomingMessage, OutgoingMessage, QuoteRef, RequestAnswer, Sender, Sent,
-    Simulated,
+    Simulated, unix_now,
 };
 use crate::registry::RequestKind;
 use crate::schema::{
@@ -173,10 +173,6 @@ pub struct SimBackend {
     sink: EventSink,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 fn err(code: ErrorCode, message: impl Into<String>) -> OpError {
     OpError::new(code, message)
 }
@@ -250,7 +246,7 @@ impl World {
     fn store(&mut self, target: Target, sender: i64, text: String) -> Sent {
         let backend_id = self.next_message;
         self.next_message += 1;
-        let time = now();
+        let time = unix_now();
         // A preview is all a quote shows.
         let text = text.chars().take(80).collect();
         self.messages.insert(backend_id, StoredMessage { target, sender, time, text, recalled: false });
@@ -336,7 +332,7 @@ impl World {
 }
 
 fn muted(until: i64) -> bool {
-    until > now()
+    until > unix_now()
 }
 
 #[async_trait]
@@ -385,7 +381,7 @@ impl Backend for SimBackend {
             return Err(err(ErrorCode::PermissionDenied, "only a higher rank mutes a member"));
         }
         if let Some(m) = w.group_mut(group)?.members.get_mut(&member) {
-            m.muted_until = if seconds == 0 { 0 } else { now() + seconds };
+            m.muted_until = if seconds == 0 { 0 } else { unix_now() + seconds };
         }
         self.emit(BackendEvent::Group {
             event: GroupEvent::Mute { who: member, group, operator: self.account, duration: seconds },
@@ -597,7 +593,7 @@ impl SimBackend {
                 if !allowed {
                     return Err(err(ErrorCode::PermissionDenied, "only a higher rank mutes"));
                 }
-                let until = if duration == 0 { 0 } else { now() + duration };
+                let until = if duration == 0 { 0 } else { unix_now() + duration };
                 let g = w.group_mut(group)?;
                 if who == 0 {
                     g.whole_muted = duration != 0;

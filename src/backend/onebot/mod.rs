@@ -12,7 +12,7 @@ pub mod wire;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
@@ -125,10 +125,6 @@ impl OnebotBackend {
     }
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 fn offline(message: &str) -> OpError {
     OpError::new(ErrorCode::Offline, message)
 }
@@ -216,7 +212,7 @@ impl Inner {
             let given = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("Token "))).map(str::trim);
             let query = req.uri().query().unwrap_or_default();
             let from_query = query.split('&').find_map(|kv| kv.strip_prefix("access_token="));
-            if given.or(from_query) != Some(expected.as_str()) {
+            if !given.or(from_query).is_some_and(|g| crate::ws::token_matches(g, expected)) {
                 return Err(refuse(StatusCode::UNAUTHORIZED, "bad or missing access token"));
             }
         }
@@ -479,7 +475,7 @@ impl Backend for OnebotBackend {
             .get("message_id")
             .and_then(wire::int)
             .ok_or_else(|| OpError::new(ErrorCode::UpstreamError, format!("{action}: the answer has no message_id")))?;
-        Ok(Sent { backend_id, time: now_secs() })
+        Ok(Sent { backend_id, time: super::unix_now() })
     }
 
     async fn recall(&self, _target: Target, backend_id: i64) -> Result<(), OpError> {
