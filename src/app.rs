@@ -94,7 +94,7 @@ pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<Arc<Durable>>),
         tracing::info!(path = %durable.path().display(), ids = restored.ids.len(), events = restored.events.len(), "state restored");
         (registry, bus, Some(durable))
     };
-    let bridge = Bridge::new(Arc::new(registry), bus, clock);
+    let bridge = Bridge::new(Arc::new(registry), bus, clock, settings.media.clone());
     for account in &settings.accounts {
         match account {
             AccountConfig::Sim { id } => {
@@ -123,14 +123,23 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     }
     let wasm = WasmHost::new(
         bridge.clone(),
-        HostConfig { dir: settings.bots.clone(), cache_dir: Some(settings.state_dir.join("cache")), max_bots: settings.max_bots },
+        HostConfig {
+            dir: settings.bots.clone(),
+            cache_dir: Some(settings.state_dir.join("cache")),
+            max_bots: settings.max_bots,
+            max_bot_bytes: settings.max_bot_bytes,
+            max_bot_config_bytes: settings.max_bot_config_bytes,
+        },
         durable.clone(),
     )?;
-    wasm.load_all().await;
+    // Watch first, then scan: a file written while the first bots compile is
+    // seen by one or the other (a load of an unchanged file is a no-op).
     wasm.watch(shutdown.clone())?;
+    wasm.load_all().await;
     let router = crate::ws::router(bridge.clone(), settings.ws.clone(), shutdown.clone())
         .merge(crate::console::router(wasm.clone(), settings.ws.token.clone(), shutdown.clone()));
-    let server = tokio::spawn(crate::ws::serve_http(listener, router, shutdown.clone()));
+    let router = crate::http::guard(router, &settings.http);
+    let server = tokio::spawn(crate::http::serve(listener, router, settings.http.clone(), shutdown.clone()));
     tracing::info!(%addr, accounts = ?bridge.accounts(), bots = wasm.statuses().len(), "botbridge listening on ws://{addr}/ws");
     Ok(Running { addr, bridge, wasm, durable, shutdown, server })
 }

@@ -11,13 +11,17 @@ use serde::Deserialize;
 
 use crate::backend::{Backend, BackendEvent, EventSink, IncomingMessage, OutgoingMessage, RequestAnswer, Sender, Simulated};
 use crate::bus::Bus;
+use crate::media::MediaPolicy;
 use crate::registry::{Clock, Handle, IdKind, LookupError, MessageRef, Registry, RequestInfo, RequestKind, SourceInfo};
 use crate::schema::{
-    ChatKind, Element, ErrorCode, Event, GroupEvent, GroupModel, HandleRequestContent, MemberModel, MessageChain,
+    ChatKind, Element, ErrorCode, Event, GroupEvent, GroupModel, HandleRequestContent, MemberModel, MessageChain, OpKind,
     MessageEvent, OpData, OpError, Operation, Outgoing, Permission, RevokeEvent, Target, UserEvent, chain_text,
 };
 
-/// What a caller may do. `None` in a field means no restriction.
+/// What a caller may do. `None` in a field means no restriction, except that
+/// listing either `groups` or `friends` restricts chats to what is listed:
+/// a bot limited to some groups cannot talk in private chats unless their
+/// users are in `friends` (temp chats count as private).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Permissions {
@@ -25,15 +29,37 @@ pub struct Permissions {
     pub accounts: Option<Vec<i64>>,
     /// Groups it may act in.
     pub groups: Option<Vec<i64>>,
-    /// Operation names it may call.
-    pub operations: Option<Vec<String>>,
+    /// Users it may talk to in private (friend and temp) chats.
+    pub friends: Option<Vec<i64>>,
+    /// Operations it may call.
+    pub operations: Option<Vec<OpKind>>,
+}
+
+/// Where an operation acts, for the permission check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Group(i64),
+    /// A friend or temp chat with this user (or a request from them).
+    Private(i64),
+    /// The account as a whole (lists, injected events).
+    Account,
+}
+
+impl Scope {
+    fn of(target: Target) -> Self {
+        match target {
+            Target::Group { group } => Self::Group(group),
+            Target::Friend { friend } => Self::Private(friend),
+            Target::Temp { user, .. } => Self::Private(user),
+        }
+    }
 }
 
 impl Permissions {
-    fn check(&self, op: &str, bot: i64, group: Option<i64>) -> Result<(), OpError> {
+    fn check(&self, op: OpKind, bot: i64, scope: Scope) -> Result<(), OpError> {
         let denied = |what: String| Err(OpError::new(ErrorCode::Forbidden, what));
         if let Some(ops) = &self.operations
-            && !ops.iter().any(|o| o == op)
+            && !ops.contains(&op)
         {
             return denied(format!("operation {op} is not permitted"));
         }
@@ -42,30 +68,50 @@ impl Permissions {
         {
             return denied(format!("account {bot} is not permitted"));
         }
-        if let (Some(groups), Some(group)) = (&self.groups, group)
-            && !groups.contains(&group)
-        {
-            return denied(format!("group {group} is not permitted"));
+        let chats_restricted = self.groups.is_some() || self.friends.is_some();
+        let listed = |list: &Option<Vec<i64>>, id: i64| list.as_ref().is_some_and(|l| l.contains(&id));
+        match scope {
+            Scope::Group(group) if chats_restricted && !listed(&self.groups, group) => {
+                denied(format!("group {group} is not permitted"))
+            }
+            Scope::Private(user) if chats_restricted && !listed(&self.friends, user) => {
+                denied(format!("a private chat with {user} is not permitted (list the user in `friends`)"))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// Whether a caller is a remote client or a sandboxed wasm bot: a bot may not
+/// name local files at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerKind {
+    Client,
+    WasmBot,
 }
 
 /// Who is calling: named in the audit stream (`by`) and in logs.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub name: String,
+    pub kind: CallerKind,
     pub permissions: Option<Arc<Permissions>>,
 }
 
 impl Caller {
+    /// A WebSocket client: no restrictions but the media policy.
     pub fn unrestricted(name: impl Into<String>) -> Self {
-        Self { name: name.into(), permissions: None }
+        Self { name: name.into(), kind: CallerKind::Client, permissions: None }
     }
 
-    fn check(&self, op: &str, bot: i64, group: Option<i64>) -> Result<(), OpError> {
+    /// A wasm bot with the permissions of its `NAME.toml`.
+    pub fn wasm_bot(name: impl Into<String>, permissions: Option<Arc<Permissions>>) -> Self {
+        Self { name: name.into(), kind: CallerKind::WasmBot, permissions }
+    }
+
+    fn check(&self, op: OpKind, bot: i64, scope: Scope) -> Result<(), OpError> {
         match &self.permissions {
-            Some(p) => p.check(op, bot, group),
+            Some(p) => p.check(op, bot, scope),
             None => Ok(()),
         }
     }
@@ -75,14 +121,8 @@ pub struct Bridge {
     registry: Arc<Registry>,
     bus: Arc<Bus>,
     clock: Arc<dyn Clock>,
+    media: MediaPolicy,
     accounts: RwLock<BTreeMap<i64, Arc<dyn Backend>>>,
-}
-
-fn group_of(target: Target) -> Option<i64> {
-    match target {
-        Target::Group { group } | Target::Temp { group, .. } => Some(group),
-        Target::Friend { .. } => None,
-    }
 }
 
 fn lookup_error(kind: IdKind, e: LookupError) -> OpError {
@@ -106,13 +146,9 @@ fn preview(chain: &[Element]) -> String {
     chain_text(chain).chars().take(MAX_CHARS).collect()
 }
 
-fn valid_image_url(url: &str) -> bool {
-    ["file://", "http://", "https://", "base64:"].iter().any(|p| url.starts_with(p))
-}
-
 impl Bridge {
-    pub fn new(registry: Arc<Registry>, bus: Arc<Bus>, clock: Arc<dyn Clock>) -> Arc<Self> {
-        Arc::new(Self { registry, bus, clock, accounts: RwLock::new(BTreeMap::new()) })
+    pub fn new(registry: Arc<Registry>, bus: Arc<Bus>, clock: Arc<dyn Clock>, media: MediaPolicy) -> Arc<Self> {
+        Arc::new(Self { registry, bus, clock, media, accounts: RwLock::new(BTreeMap::new()) })
     }
 
     pub fn bus(&self) -> &Arc<Bus> {
@@ -200,11 +236,6 @@ impl Bridge {
                     quote = Some(info.msg.backend_id);
                 }
                 Element::Voice { .. } => return bad("Voice is receive-only"),
-                Element::Image { url, .. } | Element::FlashImage { image: crate::schema::NestedImage { url, .. } }
-                    if !valid_image_url(url) =>
-                {
-                    return bad("an image url must start with file://, http://, https:// or base64:");
-                }
                 other => elements.push(other.clone()),
             }
         }
@@ -222,7 +253,8 @@ impl Bridge {
         target: Target,
         chain: &MessageChain,
     ) -> Result<OpData, OpError> {
-        let message = self.outgoing(bot, chain)?;
+        let mut message = self.outgoing(bot, chain)?;
+        self.media.vet(caller.kind, &mut message.elements).await?;
         let text = preview(&message.elements);
         let sent = backend.send(target, message).await?;
         let msg = MessageRef { bot, target, backend_id: sent.backend_id };
@@ -248,9 +280,10 @@ impl Bridge {
         Ok(OpData::Sent { receipt_id, source_id })
     }
 
-    async fn answer(&self, caller: &Caller, op: &str, kind: RequestKind, c: HandleRequestContent) -> Result<OpData, OpError> {
+    async fn answer(&self, caller: &Caller, op: OpKind, kind: RequestKind, c: HandleRequestContent) -> Result<OpData, OpError> {
         let req = self.resolve_request(&c.request_id, kind)?;
-        caller.check(op, req.bot, (req.group != 0).then_some(req.group))?;
+        let scope = if kind == RequestKind::Friend { Scope::Private(req.who) } else { Scope::Group(req.group) };
+        caller.check(op, req.bot, scope)?;
         let (_, backend) = self.backend(Some(req.bot))?;
         let answer = RequestAnswer { token: req.token, accept: c.accept, reason: c.reason };
         match kind {
@@ -263,41 +296,41 @@ impl Bridge {
 
     /// Runs one operation for `caller`. The single entry point for every consumer.
     pub async fn execute(&self, caller: &Caller, op: Operation) -> Result<OpData, OpError> {
-        let name = op.name();
+        let name = op.kind();
         match op {
             Operation::Reply(c) => {
                 let m = self.resolve_message(&c.id, IdKind::ReplyKey)?;
-                caller.check(name, m.bot, group_of(m.target))?;
+                caller.check(name, m.bot, Scope::of(m.target))?;
                 let (bot, backend) = self.backend(Some(m.bot))?;
                 self.send(caller, &*backend, bot, m.target, &c.message).await
             }
             Operation::SendToGroup(c) => {
                 let (bot, backend) = self.backend(c.bot)?;
-                caller.check(name, bot, Some(c.group))?;
+                caller.check(name, bot, Scope::Group(c.group))?;
                 self.send(caller, &*backend, bot, Target::Group { group: c.group }, &c.message).await
             }
             Operation::SendToFriend(c) => {
                 let (bot, backend) = self.backend(c.bot)?;
-                caller.check(name, bot, None)?;
+                caller.check(name, bot, Scope::Private(c.friend))?;
                 self.send(caller, &*backend, bot, Target::Friend { friend: c.friend }, &c.message).await
             }
             Operation::RecallReceipt(c) => {
                 let m = self.resolve_message(&c.receipt, IdKind::Receipt)?;
-                caller.check(name, m.bot, group_of(m.target))?;
+                caller.check(name, m.bot, Scope::of(m.target))?;
                 let (_, backend) = self.backend(Some(m.bot))?;
                 backend.recall(m.target, m.backend_id).await?;
                 Ok(OpData::Done {})
             }
             Operation::Recall(c) => {
                 let m = self.resolve_source(&c.message_source)?.msg;
-                caller.check(name, m.bot, group_of(m.target))?;
+                caller.check(name, m.bot, Scope::of(m.target))?;
                 let (_, backend) = self.backend(Some(m.bot))?;
                 backend.recall(m.target, m.backend_id).await?;
                 Ok(OpData::Done {})
             }
             Operation::MuteMember(c) => {
                 let (bot, backend) = self.backend(c.bot)?;
-                caller.check(name, bot, Some(c.group))?;
+                caller.check(name, bot, Scope::Group(c.group))?;
                 backend.mute(c.group, c.member, c.time).await?;
                 Ok(OpData::Done {})
             }
@@ -306,17 +339,17 @@ impl Bridge {
             Operation::HandleJoinRequest(c) => self.answer(caller, name, RequestKind::Join, c).await,
             Operation::ListFriends(c) => {
                 let (bot, backend) = self.backend(c.bot)?;
-                caller.check(name, bot, None)?;
+                caller.check(name, bot, Scope::Account)?;
                 Ok(OpData::Friends { friends: backend.friends().await? })
             }
             Operation::ListGroups(c) => {
                 let (bot, backend) = self.backend(c.bot)?;
-                caller.check(name, bot, None)?;
+                caller.check(name, bot, Scope::Account)?;
                 Ok(OpData::Groups { groups: backend.groups().await? })
             }
             Operation::ListMembers(c) => {
                 let (bot, backend) = self.backend(c.bot)?;
-                caller.check(name, bot, Some(c.group))?;
+                caller.check(name, bot, Scope::Group(c.group))?;
                 Ok(OpData::Members { members: backend.members(c.group).await? })
             }
             Operation::SimMessage(c) => {
@@ -335,7 +368,7 @@ impl Bridge {
                         ));
                     }
                 };
-                caller.check(name, bot, group_of(target))?;
+                caller.check(name, bot, Scope::of(target))?;
                 let sender = match target {
                     Target::Group { .. } => c
                         .sender
@@ -343,7 +376,8 @@ impl Bridge {
                     Target::Friend { friend } => friend,
                     Target::Temp { user, .. } => user,
                 };
-                let message = self.outgoing(bot, &c.message)?;
+                let mut message = self.outgoing(bot, &c.message)?;
+                self.media.vet(caller.kind, &mut message.elements).await?;
                 let action = Simulated::Message {
                     target,
                     sender,
@@ -369,7 +403,7 @@ impl Bridge {
                     Event::User(e) => Simulated::User(e),
                     Event::Group(e) => Simulated::Group(e),
                 };
-                caller.check(name, bot, None)?;
+                caller.check(name, bot, Scope::Account)?;
                 Ok(OpData::Caused { seq: backend.simulate(action).await? })
             }
         }

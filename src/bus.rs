@@ -35,6 +35,12 @@ impl Frame {
     pub fn is_outgoing(&self) -> bool {
         matches!(self.payload, Payload::Outgoing(_))
     }
+
+    /// What the frame holds in memory, roughly: its JSON, its typed form
+    /// (about as big again) and the bookkeeping around them.
+    pub fn cost(&self) -> usize {
+        2 * self.json.len() + 256
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,11 +49,13 @@ pub struct BusConfig {
     pub queue: usize,
     /// Frames kept for `since` replay.
     pub replay: usize,
+    /// Bytes of frames kept for `since` replay (see `Frame::cost`).
+    pub replay_bytes: usize,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { queue: 4096, replay: 10_000 }
+        Self { queue: 4096, replay: 10_000, replay_bytes: 64 << 20 }
     }
 }
 
@@ -62,6 +70,8 @@ struct Consumer {
 struct Inner {
     last_seq: u64,
     ring: VecDeque<Arc<Frame>>,
+    /// The sum of the ring's `Frame::cost`.
+    ring_bytes: usize,
     consumers: Vec<Consumer>,
     next_consumer: u64,
 }
@@ -138,13 +148,13 @@ impl Bus {
         Self::build(config, restored.next_seq - 1, ring, Some(durable))
     }
 
-    fn build(config: BusConfig, last_seq: u64, mut ring: VecDeque<Arc<Frame>>, durable: Option<Arc<Durable>>) -> Arc<Self> {
-        while ring.len() > config.replay {
-            ring.pop_front();
-        }
+    fn build(config: BusConfig, last_seq: u64, ring: VecDeque<Arc<Frame>>, durable: Option<Arc<Durable>>) -> Arc<Self> {
+        let ring_bytes = ring.iter().map(|f| f.cost()).sum();
+        let mut inner = Inner { last_seq, ring, ring_bytes, consumers: Vec::new(), next_consumer: 0 };
+        inner.trim(&config);
         Arc::new(Self {
             config,
-            inner: Mutex::new(Inner { last_seq, ring, consumers: Vec::new(), next_consumer: 0 }),
+            inner: Mutex::new(inner),
             dropped_consumers: AtomicU64::new(0),
             durable,
         })
@@ -169,11 +179,14 @@ impl Bus {
         let seq = inner.last_seq + 1;
         let frame = EventFrame { event, seq, time, bot };
         let json = to_json(&frame);
-        if let Some(durable) = &self.durable {
-            durable.record_event(seq, json.to_string(), self.config.replay);
-        }
         inner.last_seq = seq;
+        let text = self.durable.as_ref().map(|_| json.to_string());
         self.fan_out(&mut inner, Arc::new(Frame { seq, payload: Payload::Event(frame), json }));
+        if let (Some(durable), Some(text)) = (&self.durable, text) {
+            // The stored log keeps what the ring keeps.
+            let keep_from = inner.ring.front().map_or(seq + 1, |f| f.seq);
+            durable.record_event(seq, text, keep_from);
+        }
         seq
     }
 
@@ -188,10 +201,9 @@ impl Bus {
 
     fn fan_out(&self, inner: &mut Inner, frame: Arc<Frame>) {
         if self.config.replay > 0 {
-            if inner.ring.len() == self.config.replay {
-                inner.ring.pop_front();
-            }
+            inner.ring_bytes += frame.cost();
             inner.ring.push_back(frame.clone());
+            inner.trim(&self.config);
         }
         let outgoing = frame.is_outgoing();
         inner.consumers.retain(|c| {
@@ -242,6 +254,17 @@ impl Bus {
     }
 }
 
+impl Inner {
+    /// Drops the oldest frames until the ring fits its count and its bytes.
+    fn trim(&mut self, config: &BusConfig) {
+        while self.ring.len() > config.replay || (self.ring_bytes > config.replay_bytes && !self.ring.is_empty()) {
+            if let Some(old) = self.ring.pop_front() {
+                self.ring_bytes -= old.cost();
+            }
+        }
+    }
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Utf8Bytes {
     // Serializing our own schema types cannot fail: no maps with non-string keys.
     Utf8Bytes::from(serde_json::to_string(value).unwrap_or_default())
@@ -258,7 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_consumer_gets_every_event_in_order() {
-        let bus = Bus::new(BusConfig { queue: 16, replay: 16 });
+        let bus = Bus::new(BusConfig { queue: 16, replay: 16, ..BusConfig::default() });
         let mut a = bus.subscribe("a", false, None);
         let mut b = bus.subscribe("b", false, None);
         for _ in 0..10 {
@@ -273,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_drops_only_that_consumer() {
-        let bus = Bus::new(BusConfig { queue: 4, replay: 100 });
+        let bus = Bus::new(BusConfig { queue: 4, replay: 100, ..BusConfig::default() });
         let mut slow = bus.subscribe("slow", false, None);
         let mut fast = bus.subscribe("fast", false, None);
         for seq in 1..=20 {
@@ -292,7 +315,7 @@ mod tests {
 
     #[tokio::test]
     async fn since_replays_and_reports_what_fell_out() {
-        let bus = Bus::new(BusConfig { queue: 16, replay: 5 });
+        let bus = Bus::new(BusConfig { queue: 16, replay: 5, ..BusConfig::default() });
         for _ in 0..10 {
             bus.publish_event(1, 0, online());
         }
@@ -304,6 +327,21 @@ mod tests {
         assert_eq!(sub.missed, Some(Missed { from: 3, to: 5 }));
         let sub = bus.subscribe("r", false, Some(10));
         assert!(sub.replay.is_empty() && sub.missed.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_replay_buffer_is_bounded_in_bytes() {
+        let bus = Bus::new(BusConfig { queue: 64, replay: 1000, replay_bytes: 20_000 });
+        let big = || Event::User(UserEvent::FriendAdded { who: 1, nick: "x".repeat(2000) });
+        for _ in 0..50 {
+            bus.publish_event(1, 0, big());
+        }
+        let sub = bus.subscribe("r", false, Some(0));
+        let kept: usize = sub.replay.iter().map(|f| f.cost()).sum();
+        assert!(kept <= 20_000 && !sub.replay.is_empty(), "{kept}");
+        assert_eq!(sub.replay.last().map(|f| f.seq), Some(50));
+        let first = sub.replay[0].seq;
+        assert_eq!(sub.missed, Some(Missed { from: 1, to: first - 1 }));
     }
 
     #[tokio::test]

@@ -12,6 +12,9 @@ use crate::backend::onebot::{Mode, OnebotConfig};
 use crate::backend::sim::WorldConfig;
 use crate::bus::BusConfig;
 use crate::registry::RegistryConfig;
+use crate::http::HttpConfig;
+use crate::media::MediaPolicy;
+use crate::wasm::folder::{MAX_TOML_BYTES, MAX_WASM_BYTES};
 use crate::ws::WsConfig;
 
 /// The config file. Every key is also a `serve` flag (with `-` for `_`).
@@ -30,6 +33,19 @@ pub struct FileConfig {
     pub ping_interval: Option<u64>,
     pub max_bots: Option<u32>,
     pub ephemeral: Option<bool>,
+    pub max_bot_bytes: Option<u64>,
+    pub max_bot_config_bytes: Option<u64>,
+    pub replay_bytes: Option<usize>,
+    pub handshake_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    pub media_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub media_hosts: Vec<String>,
+    pub media_max_bytes: Option<u64>,
     #[serde(default)]
     pub account: Vec<AccountConfig>,
     pub sim: Option<WorldConfig>,
@@ -138,6 +154,27 @@ pub struct ServeArgs {
     /// Most wasm bots loaded at once [default: 256].
     #[arg(long, value_name = "N")]
     pub max_bots: Option<u32>,
+    /// Largest NAME.wasm read from the bots folder, bytes [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub max_bot_bytes: Option<u64>,
+    /// Largest NAME.toml read from the bots folder, bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_bot_config_bytes: Option<u64>,
+    /// Bytes of events kept for `?since=` replay, in memory and on disk [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub replay_bytes: Option<usize>,
+    /// Seconds a connection may take to send its HTTP request [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub handshake_timeout: Option<u64>,
+    /// Most open connections; more are refused with 503 [default: the fd limit less 128].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// A folder whose files WebSocket clients may send as `file://` media [default: none].
+    #[arg(long, value_name = "DIR")]
+    pub media_dir: Option<PathBuf>,
+    /// Largest media file read from `media_dir`, bytes [default: 20971520].
+    #[arg(long, value_name = "BYTES")]
+    pub media_max_bytes: Option<u64>,
 }
 
 /// Everything the bridge starts from.
@@ -154,6 +191,10 @@ pub struct Settings {
     pub registry: RegistryConfig,
     pub accounts: Vec<AccountConfig>,
     pub world: WorldConfig,
+    pub max_bot_bytes: u64,
+    pub max_bot_config_bytes: u64,
+    pub http: HttpConfig,
+    pub media: MediaPolicy,
 }
 
 /// The built-in account when none is configured.
@@ -172,6 +213,10 @@ impl Default for Settings {
             registry: RegistryConfig::default(),
             accounts: vec![AccountConfig::Sim { id: DEFAULT_ACCOUNT }],
             world: WorldConfig::default(),
+            max_bot_bytes: MAX_WASM_BYTES,
+            max_bot_config_bytes: MAX_TOML_BYTES,
+            http: HttpConfig::default(),
+            media: MediaPolicy::default(),
         }
     }
 }
@@ -209,8 +254,19 @@ impl FileConfig {
                 return Err(invalid(format!("{key}: must be at least 1")));
             }
         }
-        if config.ping_interval == Some(0) || config.id_ttl == Some(0) {
-            return Err(invalid("ping_interval and id_ttl: must be at least 1 second".into()));
+        if config.ping_interval == Some(0) || config.id_ttl == Some(0) || config.handshake_timeout == Some(0) {
+            return Err(invalid("ping_interval, id_ttl and handshake_timeout: must be at least 1 second".into()));
+        }
+        for (key, value) in [
+            ("max_bot_bytes", config.max_bot_bytes),
+            ("max_bot_config_bytes", config.max_bot_config_bytes),
+            ("media_max_bytes", config.media_max_bytes),
+            ("replay_bytes", config.replay_bytes.map(|b| b as u64)),
+            ("max_connections", config.max_connections.map(|b| b as u64)),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(format!("{key}: must be at least 1")));
+            }
         }
         Ok(config)
     }
@@ -231,6 +287,16 @@ impl Settings {
         nonzero("max-frame", args.max_frame)?;
         nonzero("queue", args.queue)?;
         nonzero("id-capacity", args.id_capacity)?;
+        nonzero("replay-bytes", args.replay_bytes)?;
+        nonzero("max-connections", args.max_connections)?;
+        for (key, value) in [
+            ("max-bot-bytes", args.max_bot_bytes),
+            ("max-bot-config-bytes", args.max_bot_config_bytes),
+            ("media-max-bytes", args.media_max_bytes),
+            ("handshake-timeout", args.handshake_timeout),
+        ] {
+            nonzero(key, value.map(|v| v as usize))?;
+        }
         let accounts = if file.account.is_empty() { d.accounts } else { file.account };
         Ok(Self {
             listen: args.listen.clone().or(file.listen).unwrap_or(d.listen),
@@ -250,6 +316,7 @@ impl Settings {
             bus: BusConfig {
                 queue: args.queue.or(file.queue).unwrap_or(d.bus.queue),
                 replay: args.replay.or(file.replay).unwrap_or(d.bus.replay),
+                replay_bytes: args.replay_bytes.or(file.replay_bytes).unwrap_or(d.bus.replay_bytes),
             },
             registry: RegistryConfig {
                 capacity: args.id_capacity.or(file.id_capacity).unwrap_or(d.registry.capacity),
@@ -257,6 +324,23 @@ impl Settings {
             },
             accounts,
             world: file.sim.unwrap_or(d.world),
+            max_bot_bytes: args.max_bot_bytes.or(file.max_bot_bytes).unwrap_or(d.max_bot_bytes),
+            max_bot_config_bytes: args.max_bot_config_bytes.or(file.max_bot_config_bytes).unwrap_or(d.max_bot_config_bytes),
+            http: HttpConfig {
+                handshake_timeout: args
+                    .handshake_timeout
+                    .or(file.handshake_timeout)
+                    .map(Duration::from_secs)
+                    .unwrap_or(d.http.handshake_timeout),
+                max_connections: args.max_connections.or(file.max_connections),
+                allowed_origins: file.allowed_origins,
+                allowed_hosts: file.allowed_hosts,
+            },
+            media: MediaPolicy {
+                dir: args.media_dir.clone().or(file.media_dir),
+                allowed_hosts: file.media_hosts,
+                max_bytes: args.media_max_bytes.or(file.media_max_bytes).unwrap_or(d.media.max_bytes),
+            },
         })
     }
 }

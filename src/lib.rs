@@ -10,6 +10,8 @@ pub mod bridge;
 pub mod bus;
 pub mod config;
 pub mod console;
+pub mod http;
+pub mod media;
 pub mod registry;
 pub mod wasm;
 pub mod schema;

@@ -506,10 +506,53 @@ pub struct SimEventContent {
     pub event: Event,
 }
 
-/// Every operation, as `{"type": NAME, "content": {…}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "content")]
-pub enum Operation {
+/// The one list of operations: generates `Operation` (the wire shape
+/// `{"type": NAME, "content": {…}}`), `OpKind` (the operation's name as a type,
+/// for permissions and logs) and the decoder's arms.
+macro_rules! operations {
+    ($( $name:ident($(#[$attr:meta])* $content:ty), )*) => {
+        /// Every operation, as `{"type": NAME, "content": {…}}`.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "content")]
+        pub enum Operation {
+            $( $name($(#[$attr])* $content), )*
+        }
+
+        /// An operation's kind: its name, typed, so a misspelt one cannot load.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum OpKind {
+            $( $name, )*
+        }
+
+        impl OpKind {
+            pub const ALL: &[OpKind] = &[$( OpKind::$name, )*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( OpKind::$name => stringify!($name), )*
+                }
+            }
+        }
+
+        impl Operation {
+            pub fn kind(&self) -> OpKind {
+                match self {
+                    $( Self::$name(_) => OpKind::$name, )*
+                }
+            }
+
+            /// Decodes `content` as operation `name`; None for an unknown name.
+            fn decode_content(name: &str, content: &str) -> Option<Result<Operation, serde_json::Error>> {
+                Some(match name {
+                    $( stringify!($name) => serde_json::from_str(content).map(Operation::$name), )*
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+
+operations! {
     Reply(ReplyContent),
     SendToGroup(SendToGroupContent),
     SendToFriend(SendToFriendContent),
@@ -528,22 +571,13 @@ pub enum Operation {
 
 impl Operation {
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Reply(_) => "Reply",
-            Self::SendToGroup(_) => "SendToGroup",
-            Self::SendToFriend(_) => "SendToFriend",
-            Self::RecallReceipt(_) => "RecallReceipt",
-            Self::Recall(_) => "Recall",
-            Self::MuteMember(_) => "MuteMember",
-            Self::HandleFriendRequest(_) => "HandleFriendRequest",
-            Self::HandleGroupInvite(_) => "HandleGroupInvite",
-            Self::HandleJoinRequest(_) => "HandleJoinRequest",
-            Self::ListFriends(_) => "ListFriends",
-            Self::ListGroups(_) => "ListGroups",
-            Self::ListMembers(_) => "ListMembers",
-            Self::SimMessage(_) => "SimMessage",
-            Self::SimEvent(_) => "SimEvent",
-        }
+        self.kind().name()
+    }
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -614,25 +648,8 @@ impl Request {
         if !content.trim_start().starts_with('{') {
             return Err(bad(ErrorCode::BadRequest, "`content` must be an object".into()));
         }
-        fn parse<'a, T: Deserialize<'a>>(content: &'a str) -> Result<T, serde_json::Error> {
-            serde_json::from_str(content)
-        }
-        let op = match name.as_str() {
-            "Reply" => parse(content).map(Operation::Reply),
-            "SendToGroup" => parse(content).map(Operation::SendToGroup),
-            "SendToFriend" => parse(content).map(Operation::SendToFriend),
-            "RecallReceipt" => parse(content).map(Operation::RecallReceipt),
-            "Recall" => parse(content).map(Operation::Recall),
-            "MuteMember" => parse(content).map(Operation::MuteMember),
-            "HandleFriendRequest" => parse(content).map(Operation::HandleFriendRequest),
-            "HandleGroupInvite" => parse(content).map(Operation::HandleGroupInvite),
-            "HandleJoinRequest" => parse(content).map(Operation::HandleJoinRequest),
-            "ListFriends" => parse(content).map(Operation::ListFriends),
-            "ListGroups" => parse(content).map(Operation::ListGroups),
-            "ListMembers" => parse(content).map(Operation::ListMembers),
-            "SimMessage" => parse(content).map(Operation::SimMessage),
-            "SimEvent" => parse(content).map(Operation::SimEvent),
-            _ => return Err(bad(ErrorCode::UnknownType, format!("unknown operation type `{name}`"))),
+        let Some(op) = Operation::decode_content(&name, content) else {
+            return Err(bad(ErrorCode::UnknownType, format!("unknown operation type `{name}`")));
         };
         op.map(|op| Request { id: id.clone(), op }).map_err(|e| bad(ErrorCode::BadRequest, format!("{name}: {e}")))
     }

@@ -20,6 +20,8 @@ pub const GROUP_COMMIT: Duration = Duration::from_millis(50);
 /// Most records waiting for a group commit; past it, the recorder commits at once.
 /// So at most twice this many serials or `seq`s can be lost in a crash.
 pub const MAX_UNCOMMITTED: usize = 8192;
+/// Most event bytes waiting for a group commit; past it, the recorder commits at once.
+pub const MAX_UNCOMMITTED_BYTES: usize = 8 << 20;
 /// State file format this build reads and writes.
 pub const FORMAT: u32 = 1;
 const MAGIC: &[u8] = b"botbridge state";
@@ -82,8 +84,10 @@ struct Pending {
     /// Drop ids below this serial.
     ids_below: u64,
     events: Vec<(u64, String)>,
-    /// Keep at most this many events.
-    events_keep: usize,
+    /// Drop events below this `seq`.
+    events_from: u64,
+    /// Bytes of `events`.
+    events_bytes: usize,
 }
 
 /// What was on disk at start-up.
@@ -235,13 +239,14 @@ impl Durable {
         p.ids_below = p.ids_below.max(below);
     }
 
-    /// Records an event for the next commit; keeps the newest `keep`.
-    pub fn record_event(&self, seq: u64, json: String, keep: usize) {
+    /// Records an event for the next commit; events below `keep_from` go.
+    pub fn record_event(&self, seq: u64, json: String, keep_from: u64) {
         let full = {
             let mut p = self.pending.lock();
+            p.events_bytes += json.len();
             p.events.push((seq, json));
-            p.events_keep = keep;
-            p.events.len() >= MAX_UNCOMMITTED
+            p.events_from = keep_from;
+            p.events.len() >= MAX_UNCOMMITTED || p.events_bytes >= MAX_UNCOMMITTED_BYTES
         };
         if full && let Err(e) = self.commit() {
             tracing::error!("state commit failed: {e}");
@@ -270,10 +275,8 @@ impl Durable {
             if let Some((last, _)) = batch.events.last() {
                 let row = encode_batch(batch.events.iter().map(|(s, j)| (*s, j.as_bytes())));
                 events.insert(last, row.as_slice()).map_err(storage)?;
-                if *last as usize > batch.events_keep {
-                    let below = last - batch.events_keep as u64 + 1;
-                    events.retain_in(..below, |_, _| false).map_err(storage)?;
-                }
+                // Rows are keyed by their last `seq`: these hold only dropped events.
+                events.retain_in(..batch.events_from, |_, _| false).map_err(storage)?;
             }
         }
         {
@@ -367,7 +370,7 @@ mod tests {
             let (d, restored) = Durable::open(dir.path()).unwrap();
             for i in 0..10 {
                 d.record_id(i, vec![i as u8]);
-                d.record_event(i + 1, format!("e{i}"), 4);
+                d.record_event(i + 1, format!("e{i}"), (i + 1).saturating_sub(3).max(1));
             }
             d.prune_ids(3);
             d.commit().unwrap();

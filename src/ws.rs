@@ -5,7 +5,6 @@
 //! `Sink + Stream` of messages, so it knows nothing of the socket beneath it.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +36,10 @@ pub const CLOSE_LAGGED: u16 = 4008;
 pub const CLOSE_IDLE: u16 = 4000;
 /// Close code for an oversize frame (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a text frame that is not UTF-8 (RFC 6455 "invalid frame payload data").
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code for a protocol violation (a bad opcode, an unmasked frame, …).
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Close code when the bridge shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -145,6 +148,8 @@ pub enum End {
     Lagged { last_seq: u64 },
     Idle,
     Shutdown,
+    /// The client broke the WebSocket protocol; closed with `code`.
+    Protocol { code: u16, reason: String },
     Transport(String),
 }
 
@@ -158,67 +163,114 @@ fn close(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.to_owned()) }))
 }
 
-fn is_capacity_error(err: axum::Error) -> bool {
-    matches!(
-        err.into_inner().downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
-        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
-    )
-}
-
 /// Runs one connection until it ends. Generic over the socket so it can run over
 /// channels as well as a real WebSocket.
 pub async fn serve<S>(mut socket: S, mut sub: Subscription, session: Session) -> End
 where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin + Send,
 {
-    let end = run(&mut socket, &mut sub, &session).await;
+    let Err(end) = run(&mut socket, &mut sub, &session).await;
     let goodbye = match &end {
         End::TooBig => Some(close(CLOSE_TOO_BIG, "frame too large")),
         End::Lagged { last_seq } => Some(close(CLOSE_LAGGED, &format!("lagged; resume with since={last_seq}"))),
         End::Idle => Some(close(CLOSE_IDLE, "no pong")),
         End::Shutdown => Some(close(CLOSE_GOING_AWAY, "bridge shutting down")),
+        End::Protocol { code, reason } => Some(close(*code, reason)),
         End::ClientClosed | End::Transport(_) => None,
     };
     if let Some(msg) = goodbye {
-        let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(msg)).await;
+        // A client that stopped reading cannot take it either: bounded, so the
+        // whole close stays within one ping interval.
+        let patience = (session.ping_interval / 4).min(Duration::from_secs(2));
+        let _ = tokio::time::timeout(patience, socket.send(msg)).await;
     }
     end
 }
 
-async fn run<S>(socket: &mut S, sub: &mut Subscription, session: &Session) -> End
+/// How a read error ends the connection: an oversize frame, a protocol
+/// violation (with its close code), or the client going away.
+fn read_error(err: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match err.into_inner().downcast::<WsError>() {
+        Ok(e) => match *e {
+            WsError::Capacity(_) => End::TooBig,
+            WsError::Utf8(_) => End::Protocol { code: CLOSE_INVALID_DATA, reason: "text frame is not UTF-8".into() },
+            WsError::Protocol(p) => End::Protocol { code: CLOSE_PROTOCOL_ERROR, reason: p.to_string() },
+            other => End::Transport(other.to_string()),
+        },
+        Err(other) => End::Transport(other.to_string()),
+    }
+}
+
+/// One connection's writes, each bounded by a deadline: a client that leaves
+/// the socket full for that long is closed as lagging (`since` = the last
+/// frame it was sent in full).
+struct Writer<'a, S> {
+    socket: &'a mut S,
+    deadline: Duration,
+    /// The last event seq whose batch was flushed.
+    delivered: u64,
+}
+
+impl<S> Writer<'_, S>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    async fn feed(&mut self, msg: Message) -> Result<(), End> {
+        let (deadline, delivered) = (self.deadline, self.delivered);
+        within(deadline, delivered, self.socket.feed(msg)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        let (deadline, delivered) = (self.deadline, self.delivered);
+        within(deadline, delivered, self.socket.flush()).await
+    }
+
+    async fn send(&mut self, msg: Message) -> Result<(), End> {
+        self.feed(msg).await?;
+        self.flush().await
+    }
+}
+
+async fn within(
+    deadline: Duration,
+    delivered: u64,
+    op: impl Future<Output = Result<(), axum::Error>>,
+) -> Result<(), End> {
+    match tokio::time::timeout(deadline, op).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(End::Transport(e.to_string())),
+        Err(_) => Err(End::Lagged { last_seq: delivered }),
+    }
+}
+
+async fn run<S>(socket: &mut S, sub: &mut Subscription, session: &Session) -> Result<std::convert::Infallible, End>
 where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin + Send,
 {
-    macro_rules! write {
-        ($fut:expr) => {
-            if let Err(e) = $fut.await {
-                return End::Transport(e.to_string());
-            }
-        };
-    }
     let bots = session.bridge.accounts();
-    write!(socket.feed(text(&Hello { tag: HelloTag::Hello, protocol: PROTOCOL_VERSION, seq: sub.last_seq, bots })));
-    if let Some(m) = sub.missed {
-        write!(socket.feed(text(&Gap { tag: GapTag::Gap, from: m.from, to: m.to })));
-    }
-    let mut delivered = sub.last_seq;
-    for frame in std::mem::take(&mut sub.replay) {
-        write!(socket.feed(Message::Text(frame.json.clone())));
-    }
-    write!(socket.flush());
-
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut ping = tokio::time::interval_at(Instant::now() + session.ping_interval, session.ping_interval);
     let mut last_heard = Instant::now();
+    let (mut sink, mut stream) = futures::StreamExt::split(socket);
+    let mut out = Writer { socket: &mut sink, deadline: session.ping_interval / 2, delivered: sub.last_seq };
+    out.feed(text(&Hello { tag: HelloTag::Hello, protocol: PROTOCOL_VERSION, seq: sub.last_seq, bots })).await?;
+    if let Some(m) = sub.missed {
+        out.feed(text(&Gap { tag: GapTag::Gap, from: m.from, to: m.to })).await?;
+    }
+    for frame in std::mem::take(&mut sub.replay) {
+        out.feed(Message::Text(frame.json.clone())).await?;
+    }
+    out.flush().await?;
     loop {
         tokio::select! {
             biased;
-            _ = session.shutdown.cancelled() => return End::Shutdown,
-            incoming = socket.next() => {
+            _ = session.shutdown.cancelled() => return Err(End::Shutdown),
+            incoming = stream.next() => {
                 last_heard = Instant::now();
                 let msg = match incoming {
-                    None => return End::ClientClosed,
-                    Some(Err(e)) => return if is_capacity_error(e) { End::TooBig } else { End::ClientClosed },
+                    None => return Err(End::ClientClosed),
+                    Some(Err(e)) => return Err(read_error(e)),
                     Some(Ok(msg)) => msg,
                 };
                 let request = match msg {
@@ -227,10 +279,10 @@ where
                         id: Value::Null,
                         error: OpError::new(crate::schema::ErrorCode::MalformedJson, "frames are JSON text, not binary"),
                     }),
-                    Message::Close(_) => return End::ClientClosed,
+                    Message::Close(_) => return Err(End::ClientClosed),
                     Message::Ping(_) | Message::Pong(_) => {
                         // tungstenite queued the pong; send it.
-                        write!(socket.flush());
+                        out.flush().await?;
                         continue;
                     }
                 };
@@ -242,55 +294,38 @@ where
                         let mut fut: Pending = Box::pin(async move { (id, bridge.execute(&caller, op).await) });
                         // Most operations finish at once: answer without a round through the set.
                         match (&mut fut).now_or_never() {
-                            Some((id, outcome)) => {
-                                write!(socket.send(text(&ResultFrame::new(id, outcome))));
-                            }
+                            Some((id, outcome)) => out.send(text(&ResultFrame::new(id, outcome))).await?,
                             None => pending.push(fut),
                         }
                     }
-                    Err(bad) => write!(socket.send(text(&ResultFrame::new(bad.id, Err(bad.error))))),
+                    Err(bad) => out.send(text(&ResultFrame::new(bad.id, Err(bad.error)))).await?,
                 }
             }
             Some((id, outcome)) = pending.next(), if !pending.is_empty() => {
-                write!(socket.send(text(&ResultFrame::new(id, outcome))));
+                out.send(text(&ResultFrame::new(id, outcome))).await?;
             }
             frame = sub.recv() => {
                 let Some(frame) = frame else {
-                    return if sub.lagged() { End::Lagged { last_seq: delivered } } else { End::Shutdown };
+                    return Err(if sub.lagged() { End::Lagged { last_seq: out.delivered } } else { End::Shutdown });
                 };
-                delivered = frame.seq;
-                write!(socket.feed(Message::Text(frame.json.clone())));
+                let mut last = frame.seq;
+                out.feed(Message::Text(frame.json.clone())).await?;
                 let mut n = 1;
                 while n < MAX_BATCH {
                     let Some(frame) = sub.try_recv() else { break };
-                    delivered = frame.seq;
-                    write!(socket.feed(Message::Text(frame.json.clone())));
+                    last = frame.seq;
+                    out.feed(Message::Text(frame.json.clone())).await?;
                     n += 1;
                 }
-                write!(socket.flush());
+                out.flush().await?;
+                out.delivered = last;
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > session.ping_interval * 3 {
-                    return End::Idle;
+                    return Err(End::Idle);
                 }
-                write!(socket.send(Message::Ping(Default::default())));
+                out.send(Message::Ping(Default::default())).await?;
             }
         }
     }
-}
-
-/// Serves `router` on `listener` until `shutdown` fires.
-pub async fn serve_http(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Frames are small and latency matters: no Nagle delay.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }

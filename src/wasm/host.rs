@@ -14,10 +14,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::Bot;
 use super::kv::KvStore;
-use super::limits::{BotConfig, MAX_MEMORY_MB};
+use super::folder::{self, FileError, MAX_TOML_BYTES, MAX_WASM_BYTES, bot_name};
+use super::limits::{BotConfig, LogGate, MAX_MEMORY_MB};
 use super::logbook::Logbook;
 use super::runner::{BotStatus, RunState, Runner};
-use super::store::{BotState, BotTemplate, TICK_MS};
+use super::store::{BotLog, BotState, BotTemplate, TICK_MS};
 use crate::bridge::Bridge;
 
 /// How long the watcher waits for writes to a file to settle.
@@ -31,6 +32,17 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Bots the pooling allocator has room for.
     pub max_bots: u32,
+    /// Largest `NAME.wasm` read, bytes.
+    pub max_bot_bytes: u64,
+    /// Largest `NAME.toml` read, bytes.
+    pub max_bot_config_bytes: u64,
+}
+
+impl HostConfig {
+    /// The defaults for folder `dir`, with no cache.
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir, cache_dir: None, max_bots: 256, max_bot_bytes: MAX_WASM_BYTES, max_bot_config_bytes: MAX_TOML_BYTES }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +56,8 @@ pub enum HostError {
 /// Why a file could not become the running version of a bot.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: cannot read: {message}")]
     Read { path: PathBuf, message: String },
     #[error("{path}: bad config: {message}")]
@@ -112,17 +126,6 @@ fn linker(engine: &Engine) -> Result<Linker<BotState>, HostError> {
     Bot::add_to_linker::<BotState, HasSelf<BotState>>(&mut linker, |s| s)
         .map_err(|e| HostError::Engine(format!("{e:#}")))?;
     Ok(linker)
-}
-
-/// The bot name of a path in the watched folder: `NAME.wasm` or `NAME.toml`.
-fn bot_name(path: &Path) -> Option<String> {
-    let ext = path.extension()?.to_str()?;
-    if ext != "wasm" && ext != "toml" {
-        return None;
-    }
-    let name = path.file_stem()?.to_str()?;
-    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    ok.then(|| name.to_owned())
 }
 
 impl WasmHost {
@@ -203,14 +206,8 @@ impl WasmHost {
 
     /// Loads every bot in the folder, compiling in parallel.
     pub async fn load_all(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.inner.config.dir) else { return };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .filter_map(|p| bot_name(&p))
-            .collect();
-        names.sort();
+        let dir = self.inner.config.dir.clone();
+        let names = tokio::task::spawn_blocking(move || folder::bot_names(&dir)).await.unwrap_or_default();
         let loads = names.into_iter().map(|name| {
             let host = self.clone();
             tokio::spawn(async move { host.sync(&name).await })
@@ -222,12 +219,18 @@ impl WasmHost {
 
     /// Brings bot `name` in line with the folder: loads, replaces or unloads it.
     pub async fn sync(&self, name: &str) -> Result<(), LoadError> {
-        let wasm = self.inner.config.dir.join(format!("{name}.wasm"));
-        if !wasm.exists() {
-            self.unload(name).await;
-            return Ok(());
-        }
-        let result = self.load(name, &wasm).await;
+        // One sync of a bot at a time (different bots in parallel), so two
+        // events for one file never load it twice.
+        let lock = self.inner.loading.lock().entry(name.to_owned()).or_default().clone();
+        let _one_at_a_time = lock.lock().await;
+        let result = match self.read_files(name).await {
+            Ok(None) => {
+                self.unload(name).await;
+                return Ok(());
+            }
+            Ok(Some((wasm, toml))) => self.load(name, wasm, toml).await,
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(()) => {
                 self.inner.rejected.lock().remove(name);
@@ -245,13 +248,27 @@ impl WasmHost {
         result
     }
 
-    async fn load(&self, name: &str, wasm: &Path) -> Result<(), LoadError> {
+    /// Reads `NAME.wasm` and its `NAME.toml` (off the runtime threads, capped);
+    /// None when there is no `NAME.wasm`.
+    async fn read_files(&self, name: &str) -> Result<Option<(Vec<u8>, BotConfig)>, LoadError> {
+        let config = &self.inner.config;
+        let (dir, name, max_wasm, max_toml) =
+            (config.dir.clone(), name.to_owned(), config.max_bot_bytes, config.max_bot_config_bytes);
+        let read = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
+            let Some(wasm) = folder::read(&dir, &format!("{name}.wasm"), max_wasm)? else { return Ok(None) };
+            let toml_name = format!("{name}.toml");
+            let toml = folder::read(&dir, &toml_name, max_toml)?;
+            let config = BotConfig::parse(toml.as_deref())
+                .map_err(|message| LoadError::Config { path: dir.join(&toml_name), message })?;
+            Ok(Some((wasm, config)))
+        });
+        read.await.map_err(|e| LoadError::Read { path: self.inner.config.dir.clone(), message: e.to_string() })?
+    }
+
+    async fn load(&self, name: &str, bytes: Vec<u8>, config: BotConfig) -> Result<(), LoadError> {
         let inner = &self.inner;
-        let bytes = tokio::fs::read(wasm)
-            .await
-            .map_err(|e| LoadError::Read { path: wasm.to_owned(), message: e.to_string() })?;
-        let toml = inner.config.dir.join(format!("{name}.toml"));
-        let config = BotConfig::load(&toml).map_err(|message| LoadError::Config { path: toml.clone(), message })?;
+        let wasm = inner.config.dir.join(format!("{name}.wasm"));
+        let wasm = wasm.as_path();
         let version = blake3::hash(&bytes).to_hex()[..16].to_owned();
         {
             let slots = inner.slots.lock();
@@ -263,8 +280,6 @@ impl WasmHost {
                 return Ok(());
             }
         }
-        let lock = inner.loading.lock().entry(name.to_owned()).or_default().clone();
-        let _one_at_a_time = lock.lock().await;
         let engine = inner.engine.clone();
         let cache = inner.config.cache_dir.clone();
         let key = version.clone();
@@ -285,6 +300,11 @@ impl WasmHost {
             bridge: inner.bridge.clone(),
             kv: inner.kv.bucket(name),
             logbook: inner.logbook.clone(),
+            log: BotLog {
+                bot: Arc::from(name),
+                gate: Arc::new(Mutex::new(LogGate::new(&config))),
+                logbook: inner.logbook.clone(),
+            },
         });
         let live = template
             .instantiate()

@@ -19,39 +19,125 @@ pub struct BotConfig {
     pub ops_per_second: f64,
     /// Operations allowed in a burst.
     pub ops_burst: u32,
+    /// Sustained log lines per second (its `log` calls, stdout and stderr).
+    pub log_per_second: f64,
+    /// Log lines allowed in a burst; past it lines are dropped and counted.
+    pub log_burst: u32,
     /// What the bot may do; absent: everything.
     pub permissions: Option<Permissions>,
 }
 
 impl Default for BotConfig {
     fn default() -> Self {
-        Self { memory_mb: 64, cpu_ms: 200, ops_per_second: 20.0, ops_burst: 40, permissions: None }
+        Self {
+            memory_mb: 64,
+            cpu_ms: 200,
+            ops_per_second: 20.0,
+            ops_burst: 40,
+            log_per_second: 20.0,
+            log_burst: 200,
+            permissions: None,
+        }
     }
 }
 
 /// Largest memory cap a bot may ask for, MiB (the pooling allocator's slot size).
 pub const MAX_MEMORY_MB: u64 = 1024;
+/// Largest CPU time per call a bot may ask for, milliseconds.
+pub const MAX_CPU_MS: u64 = 60_000;
+/// Largest operation or log rate a bot may ask for, per second.
+pub const MAX_RATE: f64 = 10_000.0;
+/// Largest operation or log burst a bot may ask for.
+pub const MAX_BURST: u32 = 100_000;
 
 impl BotConfig {
     /// Reads `path`; an absent file means the defaults.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        let config: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if config.memory_mb == 0 || config.memory_mb > MAX_MEMORY_MB {
-            return Err(format!("{}: memory_mb must be 1..={MAX_MEMORY_MB}", path.display()));
-        }
-        if config.cpu_ms == 0 || config.ops_per_second.is_nan() || config.ops_per_second < 0.0 {
-            return Err(format!("{}: cpu_ms and ops_per_second must be positive", path.display()));
-        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let text = super::folder::read(dir, name, super::folder::MAX_TOML_BYTES).map_err(|e| e.to_string())?;
+        Self::parse(text.as_deref()).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and range-checks a `NAME.toml` (None: no file, the defaults).
+    /// A parse error names the line and the key, and never quotes the file.
+    pub fn parse(text: Option<&[u8]>) -> Result<Self, String> {
+        let Some(bytes) = text else { return Ok(Self::default()) };
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.valid_up_to()))?;
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            let message = redact_quoted(e.message());
+            match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            }
+        })?;
+        config.check()?;
         Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let rate_ok = |r: f64| r.is_finite() && (0.0..=MAX_RATE).contains(&r);
+        if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return Err(format!("memory_mb must be 1..={MAX_MEMORY_MB}"));
+        }
+        if !(1..=MAX_CPU_MS).contains(&self.cpu_ms) {
+            return Err(format!("cpu_ms must be 1..={MAX_CPU_MS}"));
+        }
+        if !rate_ok(self.ops_per_second) {
+            return Err(format!("ops_per_second must be a number in 0..={MAX_RATE}"));
+        }
+        if !rate_ok(self.log_per_second) {
+            return Err(format!("log_per_second must be a number in 0..={MAX_RATE}"));
+        }
+        if !(1..=MAX_BURST).contains(&self.ops_burst) || !(1..=MAX_BURST).contains(&self.log_burst) {
+            return Err(format!("ops_burst and log_burst must be 1..={MAX_BURST}"));
+        }
+        Ok(())
     }
 
     pub fn cpu(&self) -> Duration {
         Duration::from_millis(self.cpu_ms)
+    }
+}
+
+/// A parse message with its quoted values (`"…"`) blanked: serde quotes the
+/// offending value, which may be any bytes of the file. Key names (in
+/// backticks) stay.
+fn redact_quoted(message: &str) -> String {
+    let parts: Vec<&str> = message.split('"').collect();
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        // Odd parts lie between two quotes (an unpaired last one is kept).
+        out.push_str(if i % 2 == 1 && i + 1 < parts.len() { "…" } else { part });
+    }
+    out.chars().take(300).collect()
+}
+
+/// A bot's log budget: lines past its rate are dropped, and their number is
+/// reported with the next line let through.
+#[derive(Debug)]
+pub struct LogGate {
+    rate: RateLimiter,
+    dropped: u64,
+}
+
+impl LogGate {
+    pub fn new(config: &BotConfig) -> Self {
+        Self { rate: RateLimiter::new(config.log_per_second, config.log_burst), dropped: 0 }
+    }
+
+    /// None: drop this line. Some(n): log it, after saying that `n` were dropped.
+    pub fn admit(&mut self) -> Option<u64> {
+        if self.rate.try_acquire() {
+            Some(std::mem::take(&mut self.dropped))
+        } else {
+            self.dropped += 1;
+            None
+        }
     }
 }
 
@@ -101,10 +187,27 @@ mod tests {
         std::fs::write(&p, "memory_mb = 8\n[permissions]\noperations = [\"Reply\"]\n").unwrap();
         let c = BotConfig::load(&p).unwrap();
         assert_eq!(c.memory_mb, 8);
-        assert_eq!(c.permissions.unwrap().operations, Some(vec!["Reply".to_string()]));
+        assert_eq!(c.permissions.unwrap().operations, Some(vec![crate::schema::OpKind::Reply]));
         std::fs::write(&p, "memroy_mb = 8\n").unwrap();
         assert!(BotConfig::load(&p).unwrap_err().contains("memroy_mb"));
         std::fs::write(&p, "memory_mb = 0\n").unwrap();
         assert!(BotConfig::load(&p).is_err());
+        for nonsense in [
+            "cpu_ms = 18446744073709551615",
+            "cpu_ms = 0",
+            "ops_per_second = inf",
+            "ops_per_second = nan",
+            "ops_per_second = -1.0",
+            "ops_burst = 0",
+            "log_per_second = 1e300",
+        ] {
+            std::fs::write(&p, nonsense).unwrap();
+            assert!(BotConfig::load(&p).is_err(), "{nonsense}");
+        }
+        std::fs::write(&p, "[permissions]\noperations = [\"Reply\", \"SendToGrop\"]\n").unwrap();
+        let err = BotConfig::load(&p).unwrap_err();
+        assert!(err.contains("SendToGrop") && err.contains("line 2"), "{err}");
+        std::fs::write(&p, "cpu_ms = \"root:x:0:0:secret\"").unwrap();
+        assert!(!BotConfig::load(&p).unwrap_err().contains("secret"), "never quotes the file");
     }
 }

@@ -15,6 +15,15 @@ pub const LINES_PER_BOT: usize = 200;
 /// Longest line kept, in bytes; longer lines are cut.
 pub const MAX_LINE: usize = 4096;
 
+/// `message` cut to at most `MAX_LINE` bytes, on a character boundary.
+pub fn cut(message: &str) -> &str {
+    let mut end = message.len().min(MAX_LINE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {
     pub bot: String,
@@ -33,25 +42,20 @@ pub enum HostUpdate {
 
 pub struct Logbook {
     lines: Mutex<HashMap<String, VecDeque<LogLine>>>,
+    /// Lines each bot logged past its rate, dropped.
+    dropped: Mutex<HashMap<String, u64>>,
     feed: broadcast::Sender<HostUpdate>,
 }
 
 impl Default for Logbook {
     fn default() -> Self {
-        Self { lines: Mutex::new(HashMap::new()), feed: broadcast::channel(1024).0 }
+        Self { lines: Mutex::new(HashMap::new()), dropped: Mutex::new(HashMap::new()), feed: broadcast::channel(1024).0 }
     }
 }
 
 impl Logbook {
     pub fn record(&self, bot: &str, level: &'static str, message: &str) {
-        let mut message = message.to_owned();
-        if message.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        let message = cut(message).to_owned();
         let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let line = LogLine { bot: bot.to_owned(), time, level, message };
         {
@@ -63,6 +67,16 @@ impl Logbook {
             ring.push_back(line.clone());
         }
         let _ = self.feed.send(HostUpdate::Log(line));
+    }
+
+    /// Counts a line bot `bot` logged past its rate.
+    pub fn note_dropped(&self, bot: &str) {
+        *self.dropped.lock().entry(bot.to_owned()).or_default() += 1;
+    }
+
+    /// Lines bot `bot` logged past its rate, ever.
+    pub fn dropped(&self, bot: &str) -> u64 {
+        self.dropped.lock().get(bot).copied().unwrap_or(0)
     }
 
     pub fn changed(&self) {

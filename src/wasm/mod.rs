@@ -14,6 +14,7 @@ pub mod bindings {
 }
 
 mod convert;
+pub mod folder;
 mod host;
 pub mod kv;
 pub mod limits;

@@ -12,8 +12,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::botbridge::bot::{kv, log, operations, types};
 use super::convert;
 use super::kv::Bucket;
-use super::limits::{BotConfig, RateLimiter};
-use super::logbook::Logbook;
+use super::limits::{BotConfig, LogGate, RateLimiter};
+use super::logbook::{Logbook, MAX_LINE, cut};
 use crate::bridge::{Bridge, Caller};
 use crate::schema::{self as s, ErrorCode, OpData, OpError, Operation};
 
@@ -28,7 +28,7 @@ pub struct BotState {
     limits: StoreLimits,
     rate: RateLimiter,
     kv: Arc<Mutex<Bucket>>,
-    logbook: Arc<Logbook>,
+    log: BotLog,
     /// Ticks used by the current call, and how many it may use.
     ticks: u64,
     max_ticks: u64,
@@ -158,30 +158,62 @@ impl operations::Host for BotState {
 
 impl log::Host for BotState {
     async fn log(&mut self, level: log::Level, message: String) {
-        let bot = &*self.name;
+        let level = match level {
+            log::Level::Trace => tracing::Level::TRACE,
+            log::Level::Debug => tracing::Level::DEBUG,
+            log::Level::Info => tracing::Level::INFO,
+            log::Level::Warn => tracing::Level::WARN,
+            log::Level::Error => tracing::Level::ERROR,
+        };
+        self.log.emit(level, None, &message);
+    }
+}
+
+/// Where one bot's log lines go (its `log` calls, stdout and stderr): cut to
+/// `MAX_LINE`, through its rate limit, then to the process log and the logbook.
+#[derive(Clone)]
+pub struct BotLog {
+    pub bot: Arc<str>,
+    pub gate: Arc<Mutex<LogGate>>,
+    pub logbook: Arc<Logbook>,
+}
+
+impl BotLog {
+    fn emit(&self, level: tracing::Level, stream: Option<&'static str>, message: &str) {
+        let bot = &*self.bot;
+        let Some(dropped) = self.gate.lock().admit() else {
+            self.logbook.note_dropped(bot);
+            return;
+        };
+        if dropped > 0 {
+            tracing::warn!(bot, dropped, "log rate limit: {dropped} lines dropped");
+            self.logbook.record(bot, "warn", &format!("log rate limit: {dropped} lines dropped"));
+        }
+        let message = cut(message);
+        let stream = stream.unwrap_or("log");
         let name = match level {
-            log::Level::Trace => {
-                tracing::trace!(bot, "{message}");
+            tracing::Level::TRACE => {
+                tracing::trace!(bot, stream, "{message}");
                 "trace"
             }
-            log::Level::Debug => {
-                tracing::debug!(bot, "{message}");
+            tracing::Level::DEBUG => {
+                tracing::debug!(bot, stream, "{message}");
                 "debug"
             }
-            log::Level::Info => {
-                tracing::info!(bot, "{message}");
+            tracing::Level::INFO => {
+                tracing::info!(bot, stream, "{message}");
                 "info"
             }
-            log::Level::Warn => {
-                tracing::warn!(bot, "{message}");
+            tracing::Level::WARN => {
+                tracing::warn!(bot, stream, "{message}");
                 "warn"
             }
-            log::Level::Error => {
-                tracing::error!(bot, "{message}");
+            tracing::Level::ERROR => {
+                tracing::error!(bot, stream, "{message}");
                 "error"
             }
         };
-        self.logbook.record(bot, name, &message);
+        self.logbook.record(bot, if stream == "log" { name } else { stream }, message);
     }
 }
 
@@ -209,12 +241,11 @@ impl kv::Host for BotState {
     }
 }
 
-/// A guest's stdout/stderr, line by line into the log under the bot's name.
+/// A guest's stdout/stderr, line by line into its log.
 #[derive(Clone)]
 struct LogStream {
-    bot: Arc<str>,
+    log: BotLog,
     stream: &'static str,
-    logbook: Arc<Logbook>,
 }
 
 impl wasmtime_wasi::cli::IsTerminal for LogStream {
@@ -237,9 +268,7 @@ struct LineWriter {
 impl LineWriter {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
-        let text = text.trim_end();
-        tracing::info!(bot = %self.target.bot, stream = self.target.stream, "{text}");
-        self.target.logbook.record(&self.target.bot, self.target.stream, text);
+        self.target.log.emit(tracing::Level::INFO, Some(self.target.stream), text.trim_end());
         self.line.clear();
     }
 }
@@ -247,7 +276,7 @@ impl LineWriter {
 impl tokio::io::AsyncWrite for LineWriter {
     fn poll_write(mut self: std::pin::Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         for &b in buf {
-            if b == b'\n' || self.line.len() >= 4096 {
+            if b == b'\n' || self.line.len() >= MAX_LINE {
                 self.emit();
             }
             if b != b'\n' {
@@ -285,6 +314,8 @@ pub struct BotTemplate {
     pub bridge: Arc<Bridge>,
     pub kv: Arc<Mutex<Bucket>>,
     pub logbook: Arc<Logbook>,
+    /// Shared by every instance of this version, so a restart does not refill it.
+    pub log: BotLog,
 }
 
 /// A live instance in its own Store.
@@ -304,20 +335,17 @@ impl BotTemplate {
             .memories(16)
             .build();
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdout(LogStream { bot: self.name.clone(), stream: "stdout", logbook: self.logbook.clone() })
-            .stderr(LogStream { bot: self.name.clone(), stream: "stderr", logbook: self.logbook.clone() })
+            .stdout(LogStream { log: self.log.clone(), stream: "stdout" })
+            .stderr(LogStream { log: self.log.clone(), stream: "stderr" })
             .build();
         let state = BotState {
             name: self.name.clone(),
             bridge: self.bridge.clone(),
-            caller: Caller {
-                name: self.name.to_string(),
-                permissions: self.config.permissions.clone().map(Arc::new),
-            },
+            caller: Caller::wasm_bot(self.name.to_string(), self.config.permissions.clone().map(Arc::new)),
             limits,
             rate: RateLimiter::new(self.config.ops_per_second, self.config.ops_burst),
             kv: self.kv.clone(),
-            logbook: self.logbook.clone(),
+            log: self.log.clone(),
             ticks: 0,
             max_ticks: self.config.cpu_ms.div_ceil(TICK_MS),
             wasi,

@@ -183,7 +183,7 @@ async fn chat_with_a_bot_watch_it_reload_and_see_a_broken_file() {
 /// The status line of a plain HTTP GET.
 async fn status_of(addr: std::net::SocketAddr, path: &str) -> String {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
     response.lines().next().unwrap_or_default().to_owned()

@@ -350,6 +350,11 @@ async fn failures_are_typed_errors_and_nothing_is_sent_twice() {
     peer.answer(&call, json!([])).await;
     assert_eq!(c.result_for(&json!(4)).await["ok"], true);
 
+    // The link's own state is not an upstream frame: one that poses as it is ignored.
+    peer.send(json!({"post_type": "botbridge:state", "online": false})).await;
+    peer.send(notice("friend_add", json!({"user_id": 900_004}))).await;
+    assert_eq!(c.next_of("user").await["data"]["type"], "friendAdded", "no offline before it");
+
     // A malformed frame changes nothing.
     peer.ws.send(Message::Text("{not json".into())).await.unwrap();
     c.send_text(&json!({"type": "ListFriends", "id": 5}).to_string()).await;

@@ -46,6 +46,8 @@ async fn hostile_bots_are_contained_and_the_good_one_answers_everything() {
     let echo = bridge.wasm.status("echo").unwrap();
     assert_eq!(echo.failures, 0);
     for (name, needle) in [("looper", "deadline"), ("bomb", "unreachable"), ("trapper", "unreachable"), ("recursor", "stack")] {
+        // The looper spends its whole CPU budget before it fails: wait for it.
+        eventually("a failure", || bridge.wasm.status(name).unwrap().failures >= 1).await;
         let st = bridge.wasm.status(name).unwrap();
         assert!(st.failures >= 1, "{name} failed: {st:?}");
         let err = st.last_error.clone().unwrap_or_default().to_lowercase();

@@ -170,7 +170,12 @@ async fn send_errors() {
         c.code("SendToGroup", json!({"group": GROUP, "message": [{"type": "Image", "url": "ftp://x"}]})).await,
         "bad_message"
     );
-    for url in ["file:///tmp/a.png", "https://example.com/a.png", "base64:iVBORw0KGgo="] {
+    // No `media_dir` configured: a client cannot name local files either.
+    assert_eq!(
+        c.code("SendToGroup", json!({"group": GROUP, "message": [{"type": "Image", "url": "file:///tmp/a.png"}]})).await,
+        "bad_message"
+    );
+    for url in ["https://example.com/a.png", "base64:iVBORw0KGgo="] {
         c.ok("SendToGroup", json!({"group": GROUP, "message": [{"type": "Image", "url": url}]})).await;
     }
     // Every element kind that can be sent.

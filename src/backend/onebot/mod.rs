@@ -61,8 +61,12 @@ pub enum OnebotError {
 /// First reconnect delay in forward mode; doubles up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// The event task's own frame for a connection going up or down.
-const STATE_CHANGE: &str = "botbridge:state";
+/// What the event task maps, in arrival order: upstream frames, and the link
+/// going up or down (out of band, so no upstream frame can pose as it).
+enum Inbound {
+    Frame(Value),
+    Link { online: bool },
+}
 /// Heartbeats missed before the account counts as offline.
 const MISSED_HEARTBEATS: u32 = 3;
 
@@ -87,7 +91,7 @@ struct Inner {
     online: AtomicBool,
     /// When the last heartbeat came, and the interval it promised.
     heartbeat: Mutex<Option<(Instant, Duration)>>,
-    events: mpsc::UnboundedSender<Value>,
+    events: mpsc::UnboundedSender<Inbound>,
 }
 
 impl OnebotBackend {
@@ -274,7 +278,7 @@ impl Inner {
     /// Connection up or down: reported through the event task, so the
     /// online/offline event stays in order with the events around it.
     fn set_online(&self, online: bool) {
-        let _ = self.events.send(json!({"post_type": STATE_CHANGE, "online": online}));
+        let _ = self.events.send(Inbound::Link { online });
     }
 
     fn on_frame(&self, text: &str) {
@@ -283,7 +287,7 @@ impl Inner {
             Err(e) => return tracing::warn!("ignoring a frame that is not JSON: {e}"),
         };
         if frame.get("post_type").is_some() {
-            let _ = self.events.send(frame);
+            let _ = self.events.send(Inbound::Frame(frame));
             return;
         }
         let Some(echo) = frame.get("echo").and_then(Value::as_str) else {
@@ -366,13 +370,16 @@ impl Inner {
     // ── events ──────────────────────────────────────────────────
 
     /// Maps events in arrival order and hands them to the bridge.
-    async fn map_events(self: Arc<Self>, mut frames: mpsc::UnboundedReceiver<Value>) {
+    async fn map_events(self: Arc<Self>, mut inbound: mpsc::UnboundedReceiver<Inbound>) {
         let id = self.config.id;
-        while let Some(frame) = frames.recv().await {
-            if frame["post_type"] == STATE_CHANGE {
-                self.set_online_now(frame["online"] == true);
-                continue;
-            }
+        while let Some(next) = inbound.recv().await {
+            let frame = match next {
+                Inbound::Frame(frame) => frame,
+                Inbound::Link { online } => {
+                    self.set_online_now(online);
+                    continue;
+                }
+            };
             let Some(upstream) = wire::event(&frame, id) else {
                 tracing::warn!("ignoring an event with missing or malformed fields: {frame}");
                 continue;
