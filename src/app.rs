@@ -84,21 +84,26 @@ fn close_state(durable: Option<&Durable>) {
 /// the state file unless `ephemeral`.
 pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<Arc<Durable>>), StateError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (registry, bus, durable) = if settings.ephemeral {
-        (Registry::new(settings.registry, clock.clone()), Bus::new(settings.bus), None)
+    let (registry, bus, durable, sim_messages) = if settings.ephemeral {
+        (Registry::new(settings.registry, clock.clone()), Bus::new(settings.bus), None, Vec::new())
     } else {
         let (durable, restored) = Durable::open(&settings.state_dir)?;
         let registry = Registry::restore(settings.registry, clock.clone(), durable.clone(), &restored);
         let bus = Bus::restore(settings.bus, durable.clone(), &restored);
         durable.spawn_group_commit();
         tracing::info!(path = %durable.path().display(), ids = restored.ids.len(), events = restored.events.len(), "state restored");
-        (registry, bus, Some(durable))
+        (registry, bus, Some(durable), restored.sim)
     };
     let bridge = Bridge::new(Arc::new(registry), bus, clock, settings.media.clone());
     for account in &settings.accounts {
         match account {
             AccountConfig::Sim { id } => {
-                bridge.add_account(Arc::new(SimBackend::new(*id, &settings.world, bridge.sink())));
+                let sim = SimBackend::new(*id, &settings.world, bridge.sink());
+                let sim = match &durable {
+                    Some(durable) => sim.persisted(durable.clone(), &sim_messages),
+                    None => sim,
+                };
+                bridge.add_account(Arc::new(sim));
             }
             // Started by `start`: they connect or listen.
             AccountConfig::Onebot { .. } => {}

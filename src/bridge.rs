@@ -245,6 +245,21 @@ impl Bridge {
         Ok(OutgoingMessage { quote, elements })
     }
 
+    /// Commits everything recorded so far (IDs, and what the sim world did)
+    /// before an operation is acknowledged, so the answer survives a crash.
+    async fn commit_before_ack(&self, caller: &Caller, done: &str) -> Result<(), OpError> {
+        if !self.registry.is_durable() {
+            return Ok(());
+        }
+        let registry = self.registry.clone();
+        let committed = tokio::task::spawn_blocking(move || registry.commit()).await;
+        if let Err(e) = committed.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+            tracing::error!(by = %caller.name, "{done}, but it could not be stored: {e}");
+            return Err(OpError::new(ErrorCode::Internal, format!("{done}, but it could not be stored: {e}")));
+        }
+        Ok(())
+    }
+
     async fn send(
         &self,
         caller: &Caller,
@@ -261,14 +276,7 @@ impl Bridge {
         let source_id = self.registry.issue(Handle::Source(SourceInfo { msg, sender: bot, time: sent.time, text }));
         let receipt_id = self.registry.issue(Handle::Receipt(msg));
         // Acknowledged IDs must survive a crash: commit before answering.
-        if self.registry.is_durable() {
-            let registry = self.registry.clone();
-            let committed = tokio::task::spawn_blocking(move || registry.commit()).await;
-            if let Err(e) = committed.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-                tracing::error!(by = %caller.name, "sent, but its IDs could not be stored: {e}");
-                return Err(OpError::new(ErrorCode::Internal, format!("sent, but its IDs could not be stored: {e}")));
-            }
-        }
+        self.commit_before_ack(caller, "sent").await?;
         let mut audited = Vec::with_capacity(chain.len() + 1);
         audited.push(Element::MessageSource { id: source_id.clone() });
         audited.extend(chain.iter().filter(|e| !matches!(e, Element::MessageSource { .. })).cloned());
@@ -318,7 +326,12 @@ impl Bridge {
                 let m = self.resolve_message(&c.receipt, IdKind::Receipt)?;
                 caller.check(name, m.bot, Scope::of(m.target))?;
                 let (_, backend) = self.backend(Some(m.bot))?;
-                backend.recall(m.target, m.backend_id).await?;
+                backend.recall(m.target, m.backend_id).await.map_err(|e| match e.code {
+                    // The receipt resolved, but its message is gone upstream: say so in receipt terms.
+                    ErrorCode::UnknownMessage => OpError::new(ErrorCode::UnknownReceipt, e.message),
+                    _ => e,
+                })?;
+                self.commit_before_ack(caller, "recalled").await?;
                 Ok(OpData::Done {})
             }
             Operation::Recall(c) => {
@@ -326,6 +339,7 @@ impl Bridge {
                 caller.check(name, m.bot, Scope::of(m.target))?;
                 let (_, backend) = self.backend(Some(m.bot))?;
                 backend.recall(m.target, m.backend_id).await?;
+                self.commit_before_ack(caller, "recalled").await?;
                 Ok(OpData::Done {})
             }
             Operation::MuteMember(c) => {

@@ -57,6 +57,8 @@ fn decode_batch(mut bytes: &[u8], out: &mut Vec<(u64, Vec<u8>)>) -> Result<(), S
     Ok(())
 }
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+/// The simulated world's messages: (account, message number) → the sim's record.
+const SIM: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("sim_messages");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -88,6 +90,8 @@ struct Pending {
     events_from: u64,
     /// Bytes of `events`.
     events_bytes: usize,
+    /// Sim messages to write (Some) or forget (None), by (account, number).
+    sim: Vec<((i64, i64), Option<Vec<u8>>)>,
 }
 
 /// What was on disk at start-up.
@@ -101,6 +105,8 @@ pub struct Restored {
     /// everything committed and everything that may have been handed out since.
     pub next_serial: u64,
     pub next_seq: u64,
+    /// The simulated world's messages: ((account, number), record).
+    pub sim: Vec<((i64, i64), Vec<u8>)>,
 }
 
 pub struct Durable {
@@ -166,12 +172,23 @@ impl Durable {
         let gap = if clean { 0 } else { 2 * MAX_UNCOMMITTED as u64 };
         let next_serial = counter("next_serial")?.max(ids.last().map(|(s, _)| s + 1).unwrap_or(0)) + gap;
         let next_seq = counter("next_seq")?.max(events.last().map(|(s, _)| s + 1).unwrap_or(1)) + gap;
+        let mut sim = Vec::new();
+        match read.open_table(SIM) {
+            Ok(t) => {
+                for row in t.iter().map_err(storage)? {
+                    let (k, v) = row.map_err(storage)?;
+                    sim.push((k.value(), v.value().to_vec()));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(storage(e)),
+        }
         drop(read);
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(META).map_err(storage)?.insert("clean", 0u64.to_le_bytes().as_slice()).map_err(storage)?;
         txn.commit().map_err(storage)?;
         let durable = Arc::new(Self { path, db, pending: Mutex::new(Pending::default()), committing: Mutex::new(()) });
-        Ok((durable, Restored { key, ids, events, next_serial, next_seq }))
+        Ok((durable, Restored { key, ids, events, next_serial, next_seq, sim }))
     }
 
     /// Checks the file is ours and not newer; writes the meta of a new file.
@@ -253,11 +270,16 @@ impl Durable {
         }
     }
 
+    /// Records a sim message (or, with None, that it is forgotten) for the next commit.
+    pub fn record_sim(&self, account: i64, number: i64, record: Option<Vec<u8>>) {
+        self.pending.lock().sim.push(((account, number), record));
+    }
+
     /// Writes everything recorded so far, durably. Blocks for an fsync.
     pub fn commit(&self) -> Result<(), StateError> {
         let _one = self.committing.lock();
         let batch = std::mem::take(&mut *self.pending.lock());
-        if batch.ids.is_empty() && batch.events.is_empty() && batch.ids_below == 0 {
+        if batch.ids.is_empty() && batch.events.is_empty() && batch.ids_below == 0 && batch.sim.is_empty() {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(storage)?;
@@ -277,6 +299,15 @@ impl Durable {
                 events.insert(last, row.as_slice()).map_err(storage)?;
                 // Rows are keyed by their last `seq`: these hold only dropped events.
                 events.retain_in(..batch.events_from, |_, _| false).map_err(storage)?;
+            }
+        }
+        if !batch.sim.is_empty() {
+            let mut sim = txn.open_table(SIM).map_err(storage)?;
+            for (key, record) in &batch.sim {
+                match record {
+                    Some(bytes) => sim.insert(key, bytes.as_slice()).map(drop).map_err(storage)?,
+                    None => sim.remove(key).map(drop).map_err(storage)?,
+                }
             }
         }
         {

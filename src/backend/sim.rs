@@ -5,6 +5,7 @@
 //! Every state change, whoever caused it, is reported as an event.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use super::{
     Simulated, unix_now,
 };
 use crate::registry::RequestKind;
+use crate::store::Durable;
 use crate::schema::{
     ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Permission, Target, UserEvent, chain_text,
 };
@@ -139,6 +141,7 @@ impl Group {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct StoredMessage {
     target: Target,
     sender: i64,
@@ -164,6 +167,8 @@ struct World {
     next_message: i64,
     requests: HashMap<String, PendingRequest>,
     next_request: u64,
+    /// Where messages are kept across restarts (None: in memory only).
+    store: Option<(i64, Arc<Durable>)>,
 }
 
 /// One simulated account.
@@ -220,8 +225,30 @@ impl SimBackend {
             next_message: (rand::random::<u32>() as i64) << 30,
             requests: HashMap::new(),
             next_request: 1,
+            store: None,
         };
         Self { account, world: Mutex::new(world), sink }
+    }
+
+    /// Keeps this account's messages in `durable`, starting from those it had
+    /// (`restored`), so a Recall after a restart finds its message.
+    pub fn persisted(self, durable: Arc<Durable>, restored: &[((i64, i64), Vec<u8>)]) -> Self {
+        {
+            let mut w = self.world.lock();
+            for ((account, number), record) in restored {
+                if *account != self.account {
+                    continue;
+                }
+                match serde_json::from_slice::<StoredMessage>(record) {
+                    Ok(m) => {
+                        w.messages.insert(*number, m);
+                    }
+                    Err(e) => tracing::warn!(account, number, "skipping an unreadable stored sim message: {e}"),
+                }
+            }
+            w.store = Some((self.account, durable));
+        }
+        self
     }
 
     fn emit(&self, event: BackendEvent) -> u64 {
@@ -230,6 +257,13 @@ impl SimBackend {
 }
 
 impl World {
+    /// Records message `number` as it now is (or that it is gone) for the next commit.
+    fn persist(&self, number: i64) {
+        let Some((account, durable)) = &self.store else { return };
+        let record = self.messages.get(&number).and_then(|m| serde_json::to_vec(m).ok());
+        durable.record_sim(*account, number, record);
+    }
+
     fn group(&self, id: i64) -> Result<&Group, OpError> {
         self.groups.get(&id).ok_or_else(|| err(ErrorCode::NotInGroup, format!("the account is not in group {id}")))
     }
@@ -250,7 +284,10 @@ impl World {
         // A preview is all a quote shows.
         let text = text.chars().take(80).collect();
         self.messages.insert(backend_id, StoredMessage { target, sender, time, text, recalled: false });
-        self.messages.remove(&(backend_id - MAX_MESSAGES));
+        self.persist(backend_id);
+        if self.messages.remove(&(backend_id - MAX_MESSAGES)).is_some() {
+            self.persist(backend_id - MAX_MESSAGES);
+        }
         Sent { backend_id, time }
     }
 
@@ -308,6 +345,7 @@ impl World {
         if let Some(m) = self.messages.get_mut(&backend_id) {
             m.recalled = true;
         }
+        self.persist(backend_id);
         Ok(sender)
     }
 

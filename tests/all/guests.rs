@@ -222,3 +222,34 @@ pub fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
     out.extend_from_slice(&body);
     out
 }
+
+/// On every group message, tries to send an Image whose url is URL to group
+/// 20001, and stores the raw result (tag at 0, error code at 4) in kv "count".
+pub fn image_sender(url: &str) -> Vec<u8> {
+    // element::image is tag 5: id (empty) at +8/+12, url at +16/+20 (URL is at 128).
+    component(&module(
+        url,
+        r#"(if (call $is_group_message (local.get $e)) (then
+          (i32.store8 (i32.const 704) (i32.const 5))
+          (i32.store (i32.const 712) (i32.const 128))
+          (i32.store (i32.const 716) (i32.const 0))
+          (i32.store (i32.const 720) (i32.const 128))
+          (i32.store (i32.const 724) (i32.load (i32.const 76)))
+          (call $send (i32.const 0) (i64.const 0) (i64.const 20001) (i32.const 704) (i32.const 1) (i32.const 256))
+          (call $kv_set (i32.const 200) (i32.const 5) (i32.const 256) (i32.const 8) (i32.const 512))))"#,
+    ))
+}
+
+/// Logs 50 lines of one MiB each (NUL characters) at info for every event.
+pub fn log_flood() -> Vec<u8> {
+    component(&module_with(
+        "",
+        r#"(import "botbridge:bot/log@0.1.0" "log" (func $log (param i32 i32 i32)))"#,
+        r#"(local $i i32)
+        (if (i32.lt_u (memory.size) (i32.const 40)) (then (drop (memory.grow (i32.const 40)))))
+        (loop $again
+          (call $log (i32.const 2) (i32.const 1048576) (i32.const 1048576))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $again (i32.lt_u (local.get $i) (i32.const 50))))"#,
+    ))
+}

@@ -16,3 +16,4 @@ mod wasm_sandbox;
 mod examples;
 mod console;
 mod onebot;
+mod hardening;
