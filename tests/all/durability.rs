@@ -66,6 +66,9 @@ async fn acknowledged_state_survives_sigkill() {
         receipts.push(sent["receiptId"].as_str().unwrap().to_owned());
         sources.push(sent["sourceId"].as_str().unwrap().to_owned());
     }
+    // One message recalled before the crash: the recall is acknowledged, so it is durable.
+    let recalled = sources[2].clone();
+    c.ok("Recall", json!({"messageSource": recalled})).await;
     // IDs handed out in events are committed within the group-commit delay.
     tokio::time::sleep(botbridge::store::GROUP_COMMIT * 4).await;
     child.kill().expect("SIGKILL");
@@ -87,10 +90,13 @@ async fn acknowledged_state_survives_sigkill() {
         r.ok("SendToGroup", json!({"group": GROUP, "message": [{"type": "Quote", "id": source}, {"type": "Plain", "msg": "quoting"}]}))
             .await;
     }
-    for receipt in &receipts {
-        // The ID resolves; the new sim world does not know the old message.
-        assert_eq!(r.code("RecallReceipt", json!({"receipt": receipt})).await, "unknown_message");
+    // The sim world kept its messages: what was recalled stays recalled, the rest can be.
+    assert_eq!(r.code("Recall", json!({"messageSource": recalled})).await, "already_recalled");
+    assert_eq!(r.code("RecallReceipt", json!({"receipt": receipts[0]})).await, "already_recalled");
+    for receipt in &receipts[1..] {
+        r.ok("RecallReceipt", json!({"receipt": receipt})).await;
     }
+    r.ok("Recall", json!({"messageSource": sources[0]})).await;
     assert_eq!(r.code("RecallReceipt", json!({"receipt": "cNOTAREALRECEIPTNOTAREALRECEI"})).await, "unknown_receipt");
     // The kv write survived: the count goes on from 5.
     let ev = r.group_message(GROUP, MEMBER, "after the crash").await;
