@@ -413,3 +413,57 @@ async fn reverse_mode_checks_the_handshake_accepts_reconnects_and_watches_heartb
     drop(first);
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_urls_cannot_make_the_onebot_program_read_local_files_or_internal_hosts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let media = tempfile::tempdir().unwrap();
+    std::fs::write(media.path().join("cat.png"), b"\x89PNG cat").unwrap();
+    let mut s = onebot_settings(OnebotMode::Forward, Some(url), None);
+    s.media.dir = Some(media.path().to_owned());
+    s.media.allowed_hosts = vec!["127.0.0.2".into()];
+    let bridge = start(s).await;
+    let mut c = Client::connect(&bridge.ws_url()).await;
+    let (mut peer, _) = accept(&listener).await;
+    assert_eq!(c.next_of("user").await["data"]["type"], "online");
+    let image = |url: &str| json!({"friend": FRIEND_QQ, "message": [{"type": "Image", "url": url}]});
+
+    // Refused before anything goes upstream.
+    for url in [
+        "file:///etc/passwd",
+        "file:///proc/self/environ",
+        &format!("file://{}/../cat.png", media.path().display()),
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:8080/x.png",
+        "http://[::1]/x.png",
+        "http://localhost/x.png",
+        "https://10.0.0.8/a.png",
+    ] {
+        assert_eq!(c.code("SendToFriend", image(url)).await, "bad_message", "{url}");
+    }
+    let unknown = json!({"friend": FRIEND_QQ, "message": [{"type": "Other", "kind": "video", "data": {"file": "file:///etc/passwd"}}]});
+    assert_eq!(c.code("SendToFriend", unknown).await, "bad_message", "a URL inside an unknown segment");
+
+    // A file inside media_dir is read by botbridge and sent as data.
+    c.send_text(&json!({"type": "SendToFriend", "id": "m1", "content": image(&format!("file://{}/cat.png", media.path().display()))}).to_string()).await;
+    let call = peer.expect("send_private_msg").await;
+    assert_eq!(call["params"]["message"][0]["type"], "image");
+    let file = call["params"]["message"][0]["data"]["file"].as_str().unwrap().to_owned();
+    assert_eq!(file, format!("base64://{}", base64_of(b"\x89PNG cat")), "{call}");
+    peer.answer(&call, json!({"message_id": 1})).await;
+    assert_eq!(c.result_for(&json!("m1")).await["ok"], true);
+
+    // A listed internal host is let through.
+    c.send_text(&json!({"type": "SendToFriend", "id": "m2", "content": image("http://127.0.0.2/ok.png")}).to_string()).await;
+    let call = peer.expect("send_private_msg").await;
+    assert_eq!(call["params"]["message"][0]["data"]["file"], "http://127.0.0.2/ok.png");
+    peer.answer(&call, json!({"message_id": 2})).await;
+    assert_eq!(c.result_for(&json!("m2")).await["ok"], true);
+    bridge.shutdown().await;
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
