@@ -14,7 +14,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::Bot;
 use super::kv::KvStore;
-use super::folder::{self, FileError, MAX_TOML_BYTES, MAX_WASM_BYTES, bot_name};
+use super::folder::{self, FileError, bot_name};
 use super::limits::{BotConfig, LogGate, MAX_MEMORY_MB};
 use super::logbook::Logbook;
 use super::runner::{BotStatus, RunState, Runner};
@@ -38,12 +38,6 @@ pub struct HostConfig {
     pub max_bot_config_bytes: u64,
 }
 
-impl HostConfig {
-    /// The defaults for folder `dir`, with no cache.
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir, cache_dir: None, max_bots: 256, max_bot_bytes: MAX_WASM_BYTES, max_bot_config_bytes: MAX_TOML_BYTES }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {

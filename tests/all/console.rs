@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client as WebDriver, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::guests::*;
 use crate::support::*;
@@ -180,13 +179,9 @@ async fn chat_with_a_bot_watch_it_reload_and_see_a_broken_file() {
     bridge.shutdown().await;
 }
 
-/// The status line of a plain HTTP GET.
+/// The status line of a plain HTTP GET, with the bridge's own `Host`.
 async fn status_of(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    response.lines().next().unwrap_or_default().to_owned()
+    get_status(addr, path, &format!("Host: {addr}\r\n")).await
 }
 
 #[tokio::test]

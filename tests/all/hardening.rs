@@ -151,27 +151,18 @@ async fn a_client_that_stops_reading_is_closed_within_a_ping_interval() {
     }
     eventually("the stalled client is dropped", || bridge.bridge.bus().consumer_count() == 1).await;
     // Its socket ends: with a 4008 close if it got through, else just closed.
-    let ended = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match stalled.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return None,
-            }
-        }
-    })
-    .await
-    .expect("the server ended the connection");
+    let ended = close_code(&mut stalled).await;
     assert!(matches!(ended, None | Some(4008)), "{ended:?}");
     bridge.shutdown().await;
 }
 
-/// Sends one raw frame (bypassing the client's own checks); returns the close code the server answers with.
-async fn close_code_after(frame: Frame) -> Option<u16> {
-    let bridge = start(settings()).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(bridge.ws_url()).await.unwrap();
-    ws.send(Message::Frame(frame)).await.unwrap();
-    let code = tokio::time::timeout(Duration::from_secs(10), async {
+/// Reads until the server ends the connection; its close code, or None when
+/// it just closed the socket. Unlike `until_close`, an abrupt end is an answer.
+async fn close_code<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
@@ -179,9 +170,16 @@ async fn close_code_after(frame: Frame) -> Option<u16> {
                 Some(Err(_)) | None => return None,
             }
         }
-    })
-    .await
-    .expect("closed");
+    });
+    ended.await.expect("the server ended the connection")
+}
+
+/// Sends one raw frame (bypassing the client's own checks); returns the close code the server answers with.
+async fn close_code_after(frame: Frame) -> Option<u16> {
+    let bridge = start(settings()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(bridge.ws_url()).await.unwrap();
+    ws.send(Message::Frame(frame)).await.unwrap();
+    let code = close_code(&mut ws).await;
     bridge.shutdown().await;
     code
 }
@@ -207,15 +205,6 @@ async fn handshake_status(url: &str, headers: &[(&str, &str)]) -> u16 {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
         Err(e) => panic!("{e}"),
     }
-}
-
-/// The status line of a plain GET with these headers.
-async fn get_status(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    response.lines().next().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]

@@ -183,3 +183,14 @@ pub async fn until_close(ws: &mut Socket) -> (Option<CloseFrame>, usize) {
         }
     }
 }
+
+/// The status line of a plain HTTP GET of `path` with these header lines
+/// (each ending in CRLF).
+pub async fn get_status(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.expect("connects");
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n").as_bytes()).await.expect("request");
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.expect("response");
+    response.lines().next().unwrap_or_default().to_owned()
+}
