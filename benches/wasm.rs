@@ -204,7 +204,12 @@ fn main() {
     println!("\n## Start-up with {bots} echo bots\n");
     println!("| compile all (cold) | from cache (warm) | resident memory per idle bot |");
     println!("|---:|---:|---:|");
-    println!("| {:.0} ms | {:.0} ms | {:.0} KiB |", cold.as_secs_f64() * 1e3, warm.as_secs_f64() * 1e3, per_bot / 1024.0);
+    println!(
+        "| {:.0} ms | {:.0} ms | {:.0} KiB |",
+        cold.as_secs_f64() * 1e3,
+        warm.as_secs_f64() * 1e3,
+        per_bot / 1024.0
+    );
 }
 
 /// Start-up with the Python and JavaScript examples, cold and from the cache.

@@ -122,7 +122,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     for account in &settings.accounts {
         if let Some(config) = account.onebot() {
-            let backend = OnebotBackend::start(config.map_err(StartError::Config)?, bridge.sink(), shutdown.clone()).await?;
+            let backend =
+                OnebotBackend::start(config.map_err(StartError::Config)?, bridge.sink(), shutdown.clone()).await?;
             bridge.add_account(backend);
         }
     }

@@ -9,13 +9,15 @@ use std::sync::{Arc, Weak};
 use parking_lot::RwLock;
 use serde::Deserialize;
 
-use crate::backend::{Backend, BackendEvent, EventSink, IncomingMessage, OutgoingMessage, RequestAnswer, Sender, Simulated};
+use crate::backend::{
+    Backend, BackendEvent, EventSink, IncomingMessage, OutgoingMessage, RequestAnswer, Sender, Simulated,
+};
 use crate::bus::Bus;
 use crate::media::MediaPolicy;
 use crate::registry::{Clock, Handle, IdKind, LookupError, MessageRef, Registry, RequestInfo, RequestKind, SourceInfo};
 use crate::schema::{
-    ChatKind, Element, ErrorCode, Event, GroupEvent, GroupModel, HandleRequestContent, MemberModel, MessageChain, OpKind,
-    MessageEvent, OpData, OpError, Operation, Outgoing, Permission, RevokeEvent, Target, UserEvent, chain_text,
+    ChatKind, Element, ErrorCode, Event, GroupEvent, GroupModel, HandleRequestContent, MemberModel, MessageChain,
+    MessageEvent, OpData, OpError, OpKind, Operation, Outgoing, Permission, RevokeEvent, Target, UserEvent, chain_text,
 };
 
 /// What a caller may do. `None` in a field means no restriction, except that
@@ -183,11 +185,16 @@ impl Bridge {
             Some(bot) => bot,
             None if accounts.len() == 1 => *accounts.keys().next().unwrap_or(&0),
             None => {
-                return Err(OpError::new(ErrorCode::AmbiguousBot, "`bot` is required: the bridge has several accounts"));
+                return Err(OpError::new(
+                    ErrorCode::AmbiguousBot,
+                    "`bot` is required: the bridge has several accounts",
+                ));
             }
         };
-        let backend =
-            accounts.get(&bot).cloned().ok_or_else(|| OpError::new(ErrorCode::UnknownBot, format!("no account {bot}")))?;
+        let backend = accounts
+            .get(&bot)
+            .cloned()
+            .ok_or_else(|| OpError::new(ErrorCode::UnknownBot, format!("no account {bot}")))?;
         Ok((bot, backend))
     }
 
@@ -288,7 +295,13 @@ impl Bridge {
         Ok(OpData::Sent { receipt_id, source_id })
     }
 
-    async fn answer(&self, caller: &Caller, op: OpKind, kind: RequestKind, c: HandleRequestContent) -> Result<OpData, OpError> {
+    async fn answer(
+        &self,
+        caller: &Caller,
+        op: OpKind,
+        kind: RequestKind,
+        c: HandleRequestContent,
+    ) -> Result<OpData, OpError> {
         let req = self.resolve_request(&c.request_id, kind)?;
         let scope = if kind == RequestKind::Friend { Scope::Private(req.who) } else { Scope::Group(req.group) };
         caller.check(op, req.bot, scope)?;
@@ -373,7 +386,9 @@ impl Bridge {
                     (None, Some(friend), false) => Target::Friend { friend },
                     (Some(group), None, true) => Target::Temp {
                         group,
-                        user: c.sender.ok_or_else(|| OpError::new(ErrorCode::BadRequest, "a temp message needs `sender`"))?,
+                        user: c
+                            .sender
+                            .ok_or_else(|| OpError::new(ErrorCode::BadRequest, "a temp message needs `sender`"))?,
                     },
                     _ => {
                         return Err(OpError::new(
@@ -384,9 +399,9 @@ impl Bridge {
                 };
                 caller.check(name, bot, Scope::of(target))?;
                 let sender = match target {
-                    Target::Group { .. } => c
-                        .sender
-                        .ok_or_else(|| OpError::new(ErrorCode::BadRequest, "a group message needs `sender`"))?,
+                    Target::Group { .. } => {
+                        c.sender.ok_or_else(|| OpError::new(ErrorCode::BadRequest, "a group message needs `sender`"))?
+                    }
                     Target::Friend { friend } => friend,
                     Target::Temp { user, .. } => user,
                 };
@@ -412,7 +427,11 @@ impl Bridge {
                         if info.msg.bot != bot {
                             return Err(lookup_error(IdKind::Source, LookupError::Unknown));
                         }
-                        Simulated::Recall { target: info.msg.target, backend_id: info.msg.backend_id, revoker: r.revoker }
+                        Simulated::Recall {
+                            target: info.msg.target,
+                            backend_id: info.msg.backend_id,
+                            revoker: r.revoker,
+                        }
                     }
                     Event::User(e) => Simulated::User(e),
                     Event::Group(e) => Simulated::Group(e),
@@ -431,7 +450,12 @@ impl Bridge {
             BackendEvent::Recall { target, backend_id, revoker, revokee } => {
                 let msg = MessageRef { bot, target, backend_id };
                 let msg_id = self.registry.source_of(&msg).unwrap_or_else(|| {
-                    self.registry.issue(Handle::Source(SourceInfo { msg, sender: revokee, time: now, text: String::new() }))
+                    self.registry.issue(Handle::Source(SourceInfo {
+                        msg,
+                        sender: revokee,
+                        time: now,
+                        text: String::new(),
+                    }))
                 });
                 let (kind, channel) = match target {
                     Target::Group { group } => (ChatKind::Group, group),
@@ -444,13 +468,15 @@ impl Bridge {
                 if let Some(token) = request_token {
                     let request = match &event {
                         UserEvent::NewFriendRequest { who, .. } => Some((RequestKind::Friend, *who, 0)),
-                        UserEvent::GroupInvite { group, inviter, .. } => Some((RequestKind::GroupInvite, *inviter, *group)),
+                        UserEvent::GroupInvite { group, inviter, .. } => {
+                            Some((RequestKind::GroupInvite, *inviter, *group))
+                        }
                         _ => None,
                     };
                     if let Some((kind, who, group)) = request {
                         let id = self.registry.issue(Handle::Request(RequestInfo { bot, kind, token, who, group }));
-                        if let UserEvent::NewFriendRequest { request_id, .. } | UserEvent::GroupInvite { request_id, .. } =
-                            &mut event
+                        if let UserEvent::NewFriendRequest { request_id, .. }
+                        | UserEvent::GroupInvite { request_id, .. } = &mut event
                         {
                             *request_id = Some(id);
                         }
@@ -459,7 +485,9 @@ impl Bridge {
                 (now, Event::User(event))
             }
             BackendEvent::Group { mut event, request_token } => {
-                if let (Some(token), GroupEvent::JoinRequest { who, group, request_id, .. }) = (request_token, &mut event) {
+                if let (Some(token), GroupEvent::JoinRequest { who, group, request_id, .. }) =
+                    (request_token, &mut event)
+                {
                     let info = RequestInfo { bot, kind: RequestKind::Join, token, who: *who, group: *group };
                     *request_id = Some(self.registry.issue(Handle::Request(info)));
                 }
@@ -506,14 +534,25 @@ impl Bridge {
                         special_title: String::new(),
                     },
                 };
-                MessageEvent::GroupMessage { group: group_model(group), sender, reply_key, message, bot, anonymous: m.anonymous }
+                MessageEvent::GroupMessage {
+                    group: group_model(group),
+                    sender,
+                    reply_key,
+                    message,
+                    bot,
+                    anonymous: m.anonymous,
+                }
             }
             (Target::Friend { .. }, sender) => {
                 MessageEvent::FriendMessage { sender: friend_model(sender), message, reply_key, bot }
             }
-            (Target::Temp { group, .. }, sender) => {
-                MessageEvent::TempMessage { group: group_model(group), sender: friend_model(sender), message, reply_key, bot }
-            }
+            (Target::Temp { group, .. }, sender) => MessageEvent::TempMessage {
+                group: group_model(group),
+                sender: friend_model(sender),
+                message,
+                reply_key,
+                bot,
+            },
         }
     }
 }

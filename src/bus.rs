@@ -152,12 +152,7 @@ impl Bus {
         let ring_bytes = ring.iter().map(|f| f.cost()).sum();
         let mut inner = Inner { last_seq, ring, ring_bytes, consumers: Vec::new(), next_consumer: 0 };
         inner.trim(&config);
-        Arc::new(Self {
-            config,
-            inner: Mutex::new(inner),
-            dropped_consumers: AtomicU64::new(0),
-            durable,
-        })
+        Arc::new(Self { config, inner: Mutex::new(inner), dropped_consumers: AtomicU64::new(0), durable })
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -240,12 +235,8 @@ impl Bus {
             if since + 1 < first_kept && since < inner.last_seq {
                 missed = Some(Missed { from: since + 1, to: first_kept - 1 });
             }
-            replay = inner
-                .ring
-                .iter()
-                .filter(|f| f.seq > since && (wants_outgoing || !f.is_outgoing()))
-                .cloned()
-                .collect();
+            replay =
+                inner.ring.iter().filter(|f| f.seq > since && (wants_outgoing || !f.is_outgoing())).cloned().collect();
         }
         inner.consumers.push(Consumer { id, name: name.to_owned(), wants_outgoing, tx, lagged: lagged.clone() });
         let last_seq = inner.last_seq;

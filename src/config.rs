@@ -11,9 +11,9 @@ use serde::Deserialize;
 use crate::backend::onebot::{Mode, OnebotConfig};
 use crate::backend::sim::WorldConfig;
 use crate::bus::BusConfig;
-use crate::registry::RegistryConfig;
 use crate::http::HttpConfig;
 use crate::media::MediaPolicy;
+use crate::registry::RegistryConfig;
 use crate::wasm::folder::{MAX_TOML_BYTES, MAX_WASM_BYTES};
 use crate::ws::WsConfig;
 
@@ -96,12 +96,13 @@ impl AccountConfig {
         let Self::Onebot { id, mode, url, listen, path, access_token, call_timeout_ms } = self else { return None };
         let mode = match (mode, url, listen) {
             (OnebotMode::Forward, Some(url), _) => Mode::Forward { url: url.clone() },
-            (OnebotMode::Reverse, _, Some(listen)) => Mode::Reverse {
-                listen: listen.clone(),
-                path: path.clone().unwrap_or_else(|| "/onebot/v11/ws".into()),
-            },
+            (OnebotMode::Reverse, _, Some(listen)) => {
+                Mode::Reverse { listen: listen.clone(), path: path.clone().unwrap_or_else(|| "/onebot/v11/ws".into()) }
+            }
             (OnebotMode::Forward, None, _) => return Some(Err(format!("account {id}: mode \"forward\" needs `url`"))),
-            (OnebotMode::Reverse, _, None) => return Some(Err(format!("account {id}: mode \"reverse\" needs `listen`"))),
+            (OnebotMode::Reverse, _, None) => {
+                return Some(Err(format!("account {id}: mode \"reverse\" needs `listen`")));
+            }
         };
         Some(Ok(OnebotConfig {
             id: *id,
@@ -248,7 +249,8 @@ impl FileConfig {
                 return Err(invalid(message));
             }
         }
-        for (key, value) in [("max_frame", config.max_frame), ("queue", config.queue), ("id_capacity", config.id_capacity)]
+        for (key, value) in
+            [("max_frame", config.max_frame), ("queue", config.queue), ("id_capacity", config.id_capacity)]
         {
             if value == Some(0) {
                 return Err(invalid(format!("{key}: must be at least 1")));
@@ -325,7 +327,10 @@ impl Settings {
             accounts,
             world: file.sim.unwrap_or(d.world),
             max_bot_bytes: args.max_bot_bytes.or(file.max_bot_bytes).unwrap_or(d.max_bot_bytes),
-            max_bot_config_bytes: args.max_bot_config_bytes.or(file.max_bot_config_bytes).unwrap_or(d.max_bot_config_bytes),
+            max_bot_config_bytes: args
+                .max_bot_config_bytes
+                .or(file.max_bot_config_bytes)
+                .unwrap_or(d.max_bot_config_bytes),
             http: HttpConfig {
                 handshake_timeout: args
                     .handshake_timeout
@@ -370,7 +375,12 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        for text in ["queue = 0", "queue = \"many\"", "[[account]]\nid = 1\nbackend = \"carrier-pigeon\"", "[[account]]\nbackend = \"sim\""] {
+        for text in [
+            "queue = 0",
+            "queue = \"many\"",
+            "[[account]]\nid = 1\nbackend = \"carrier-pigeon\"",
+            "[[account]]\nbackend = \"sim\"",
+        ] {
             assert!(FileConfig::parse(text, Path::new("x.toml")).is_err(), "{text}");
         }
     }
@@ -384,10 +394,17 @@ mod tests {
         assert_eq!(forward.access_token.as_deref(), Some("t"));
         let reverse = file.account[2].onebot().unwrap().unwrap();
         assert_eq!(reverse.mode, Mode::Reverse { listen: "127.0.0.1:6700".into(), path: "/onebot/v11/ws".into() });
-        let err = FileConfig::parse("[[account]]\nid = 2\nbackend = \"onebot\"\nmode = \"forward\"\n", Path::new("bb.toml"))
-            .unwrap_err()
-            .to_string();
+        let err =
+            FileConfig::parse("[[account]]\nid = 2\nbackend = \"onebot\"\nmode = \"forward\"\n", Path::new("bb.toml"))
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("bb.toml") && err.contains("`url`"), "{err}");
-        assert!(FileConfig::parse("[[account]]\nid = 2\nbackend = \"onebot\"\nmode = \"sideways\"\nurl = \"x\"\n", Path::new("x")).is_err());
+        assert!(
+            FileConfig::parse(
+                "[[account]]\nid = 2\nbackend = \"onebot\"\nmode = \"sideways\"\nurl = \"x\"\n",
+                Path::new("x")
+            )
+            .is_err()
+        );
     }
 }

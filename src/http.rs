@@ -137,7 +137,11 @@ fn admit(rules: &HttpConfig, headers: &HeaderMap) -> Result<(), &'static str> {
         let oh = oh.trim_start_matches('[').trim_end_matches(']');
         oh.eq_ignore_ascii_case(hh) && oport == hp.unwrap_or(default_port)
     });
-    if same_site { Ok(()) } else { Err("a page from another origin may not use the bridge (add it to `allowed_origins`)") }
+    if same_site {
+        Ok(())
+    } else {
+        Err("a page from another origin may not use the bridge (add it to `allowed_origins`)")
+    }
 }
 
 // ── connections ─────────────────────────────────────────────────────
@@ -215,7 +219,12 @@ impl AsyncWrite for Counted {
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\nConnection: close\r\nRetry-After: 1\r\n\r\ntoo many connections\n";
 
 /// Serves `router` on `listener` until `shutdown` fires.
-pub async fn serve(listener: TcpListener, router: Router, config: HttpConfig, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let budget = connection_budget();
     let limit = match config.max_connections {
         Some(n) if n > budget => {
@@ -255,7 +264,16 @@ pub async fn serve(listener: TcpListener, router: Router, config: HttpConfig, sh
         let cancel = CancellationToken::new();
         gate.handshaking.lock().push_back((id, cancel.clone()));
         let slot = Slot { gate: gate.clone(), id };
-        tracker.spawn(connection(Counted { tcp, _slot: slot }, peer, router.clone(), gate.clone(), id, cancel, config.handshake_timeout, shutdown.clone()));
+        tracker.spawn(connection(
+            Counted { tcp, _slot: slot },
+            peer,
+            router.clone(),
+            gate.clone(),
+            id,
+            cancel,
+            config.handshake_timeout,
+            shutdown.clone(),
+        ));
     }
     tracker.close();
     let _ = tokio::time::timeout(DRAIN, tracker.wait()).await;

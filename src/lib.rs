@@ -13,7 +13,7 @@ pub mod console;
 pub mod http;
 pub mod media;
 pub mod registry;
-pub mod wasm;
 pub mod schema;
 pub mod store;
+pub mod wasm;
 pub mod ws;

@@ -167,7 +167,8 @@ async fn say(args: SayArgs) -> anyhow::Result<()> {
     if let Some(token) = &args.token {
         url.push_str(&format!("&token={token}"));
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connecting to {}", args.url))?;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connecting to {}", args.url))?;
     let message = json!([{"type": "Plain", "msg": args.text}]);
     let content = match (args.group, args.friend) {
         (Some(group), _) => json!({"group": group, "sender": args.sender, "message": message}),

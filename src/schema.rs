@@ -73,17 +73,23 @@ pub struct NestedImage {
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum Element {
     /// First element of every received or sent chain; `id` is a registry ID.
-    MessageSource { id: String },
+    MessageSource {
+        id: String,
+    },
     /// Text. Seed 004 names it both `Plain` and `PlainText`; `Plain` is written.
     #[serde(alias = "PlainText")]
-    Plain { msg: String },
+    Plain {
+        msg: String,
+    },
     At {
         target: i64,
         #[serde(default)]
         display: String,
     },
     AtAll,
-    Face { id: i64 },
+    Face {
+        id: i64,
+    },
     /// `url` is a valid URL when received; `file://`, `http(s)://` or `base64:` when sent.
     Image {
         #[serde(default)]
@@ -91,8 +97,13 @@ pub enum Element {
         #[serde(default)]
         url: String,
     },
-    FlashImage { image: NestedImage },
-    Poke { poke_type: i64, name: String },
+    FlashImage {
+        image: NestedImage,
+    },
+    Poke {
+        poke_type: i64,
+        name: String,
+    },
     /// Receive only. Seed 004 spells the key `url:`, a slip: it is `url` here.
     Voice {
         #[serde(default)]
@@ -111,12 +122,20 @@ pub enum Element {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
     },
-    LightApp { content: String },
-    Service { id: i64, content: String },
+    LightApp {
+        content: String,
+    },
+    Service {
+        id: i64,
+        content: String,
+    },
     /// A segment of an upstream kind botbridge has no element for (a OneBot
     /// `mface`, `markdown`, …), kept as it came: `kind` is its type, `data` its
     /// fields. Sent back unchanged to the same kind of upstream.
-    Other { kind: String, data: Value },
+    Other {
+        kind: String,
+        data: Value,
+    },
 }
 
 pub type MessageChain = Vec<Element>;
@@ -246,8 +265,13 @@ pub enum UserEvent {
         #[serde(default)]
         nick: String,
     },
-    GroupJoined { which: i64 },
-    GroupLeft { which: i64, operator: i64 },
+    GroupJoined {
+        which: i64,
+    },
+    GroupLeft {
+        which: i64,
+        operator: i64,
+    },
 }
 
 /// Seed 000's group events. `who: 0` on `mute` is the whole group.
@@ -271,9 +295,20 @@ pub enum GroupEvent {
         operator: i64,
         duration: i64,
     },
-    Admin { who: i64, group: i64, status: bool },
-    MemberJoined { who: i64, group: i64 },
-    MemberLeft { who: i64, group: i64, operator: i64 },
+    Admin {
+        who: i64,
+        group: i64,
+        status: bool,
+    },
+    MemberJoined {
+        who: i64,
+        group: i64,
+    },
+    MemberLeft {
+        who: i64,
+        group: i64,
+        operator: i64,
+    },
 }
 
 /// Seed 000's categories: `{"type": "msg" | "revoke" | "user" | "group", "data": …}`.
@@ -619,7 +654,9 @@ impl Request {
                 id: Value::Null,
                 error: OpError::new(ErrorCode::MalformedJson, "a request is a JSON object"),
             },
-            Err(e) => BadRequest { id: Value::Null, error: OpError::new(ErrorCode::MalformedJson, format!("not JSON: {e}")) },
+            Err(e) => {
+                BadRequest { id: Value::Null, error: OpError::new(ErrorCode::MalformedJson, format!("not JSON: {e}")) }
+            }
         }
     }
 
@@ -660,12 +697,23 @@ impl Request {
 #[serde(untagged)]
 pub enum OpData {
     #[serde(rename_all = "camelCase")]
-    Sent { receipt_id: String, source_id: String },
+    Sent {
+        receipt_id: String,
+        source_id: String,
+    },
     /// The `seq` of the event a Sim operation caused.
-    Caused { seq: u64 },
-    Friends { friends: Vec<FriendModel> },
-    Groups { groups: Vec<GroupModel> },
-    Members { members: Vec<MemberModel> },
+    Caused {
+        seq: u64,
+    },
+    Friends {
+        friends: Vec<FriendModel>,
+    },
+    Groups {
+        groups: Vec<GroupModel>,
+    },
+    Members {
+        members: Vec<MemberModel>,
+    },
     /// Recall, mute and request answers return an empty object.
     Done {},
 }

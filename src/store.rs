@@ -147,7 +147,11 @@ impl Durable {
         };
         let pruned_below = {
             let meta = read.open_table(META).map_err(storage)?;
-            meta.get("ids_below").map_err(storage)?.and_then(|v| v.value().try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
+            meta.get("ids_below")
+                .map_err(storage)?
+                .and_then(|v| v.value().try_into().ok())
+                .map(u64::from_le_bytes)
+                .unwrap_or(0)
         };
         let mut ids = batches(IDS)?;
         ids.retain(|(serial, _)| *serial >= pruned_below);

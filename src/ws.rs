@@ -26,9 +26,7 @@ use tracing::Instrument;
 
 use crate::bridge::{Bridge, Caller};
 use crate::bus::Subscription;
-use crate::schema::{
-    Gap, GapTag, Hello, HelloTag, OpData, OpError, PROTOCOL_VERSION, Request, ResultFrame,
-};
+use crate::schema::{Gap, GapTag, Hello, HelloTag, OpData, OpError, PROTOCOL_VERSION, Request, ResultFrame};
 
 /// Close code for a client whose queue overflowed: reconnect with `?since=`.
 pub const CLOSE_LAGGED: u16 = 4008;
@@ -145,11 +143,16 @@ pub struct Session {
 pub enum End {
     ClientClosed,
     TooBig,
-    Lagged { last_seq: u64 },
+    Lagged {
+        last_seq: u64,
+    },
     Idle,
     Shutdown,
     /// The client broke the WebSocket protocol; closed with `code`.
-    Protocol { code: u16, reason: String },
+    Protocol {
+        code: u16,
+        reason: String,
+    },
     Transport(String),
 }
 

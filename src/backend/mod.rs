@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::schema::{
-    Element, ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Target, UserEvent,
-};
+use crate::schema::{Element, ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Target, UserEvent};
 
 /// Who sent an incoming message, as the model its event carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,13 +79,7 @@ pub struct Sent {
 /// A simulated user's action, resolved to backend terms (sim backend only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Simulated {
-    Message {
-        target: Target,
-        sender: i64,
-        anonymous: bool,
-        quote: Option<i64>,
-        elements: Vec<Element>,
-    },
+    Message { target: Target, sender: i64, anonymous: bool, quote: Option<i64>, elements: Vec<Element> },
     Recall { target: Target, backend_id: i64, revoker: i64 },
     User(UserEvent),
     Group(GroupEvent),

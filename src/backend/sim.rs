@@ -16,10 +16,10 @@ use super::{
     Simulated, unix_now,
 };
 use crate::registry::RequestKind;
-use crate::store::Durable;
 use crate::schema::{
     ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Permission, Target, UserEvent, chain_text,
 };
+use crate::store::Durable;
 
 /// Messages the world remembers (for recalls and quotes); older ones are forgotten.
 const MAX_MESSAGES: i64 = 100_000;
@@ -130,14 +130,26 @@ struct Group {
 impl Member {
     /// A plain member who just joined.
     fn joined(nick: String) -> Self {
-        Self { nick, name_card: String::new(), permission: Permission::Member, special_title: String::new(), muted_until: 0 }
+        Self {
+            nick,
+            name_card: String::new(),
+            permission: Permission::Member,
+            special_title: String::new(),
+            muted_until: 0,
+        }
     }
 }
 
 impl Group {
     /// A group the account just joined, as a plain member.
     fn joined(name: String) -> Self {
-        Self { name, bot_permission: Permission::Member, bot_muted_until: 0, whole_muted: false, members: BTreeMap::new() }
+        Self {
+            name,
+            bot_permission: Permission::Member,
+            bot_muted_until: 0,
+            whole_muted: false,
+            members: BTreeMap::new(),
+        }
     }
 }
 
@@ -587,8 +599,10 @@ impl SimBackend {
                 UserEvent::FriendAdded { who, nick }
             }
             UserEvent::FriendRemoved { who, .. } => {
-                let nick =
-                    w.friends.remove(&who).ok_or_else(|| err(ErrorCode::NotFriend, format!("{who} is not a friend")))?;
+                let nick = w
+                    .friends
+                    .remove(&who)
+                    .ok_or_else(|| err(ErrorCode::NotFriend, format!("{who} is not a friend")))?;
                 UserEvent::FriendRemoved { who, nick }
             }
             UserEvent::GroupJoined { which } => {
@@ -627,7 +641,8 @@ impl SimBackend {
                     return Err(err(ErrorCode::BadRequest, format!("duration must be 0..={MAX_MUTE_SECONDS}")));
                 }
                 let op_rank = w.rank(group, operator, bot)?;
-                let allowed = if who == 0 { op_rank >= Permission::Administrator } else { op_rank > w.rank(group, who, bot)? };
+                let allowed =
+                    if who == 0 { op_rank >= Permission::Administrator } else { op_rank > w.rank(group, who, bot)? };
                 if !allowed {
                     return Err(err(ErrorCode::PermissionDenied, "only a higher rank mutes"));
                 }

@@ -149,7 +149,9 @@ pub fn event(frame: &s::EventFrame) -> w::Event {
                     request_id: request_id(id),
                 })
             }
-            s::UserEvent::FriendAdded { who, nick } => w::UserEvent::FriendAdded(w::Person { who: *who, nick: nick.clone() }),
+            s::UserEvent::FriendAdded { who, nick } => {
+                w::UserEvent::FriendAdded(w::Person { who: *who, nick: nick.clone() })
+            }
             s::UserEvent::FriendRemoved { who, nick } => {
                 w::UserEvent::FriendRemoved(w::Person { who: *who, nick: nick.clone() })
             }

@@ -13,8 +13,8 @@ use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::Bot;
-use super::kv::KvStore;
 use super::folder::{self, FileError, bot_name};
+use super::kv::KvStore;
 use super::limits::{BotConfig, LogGate, MAX_MEMORY_MB};
 use super::logbook::Logbook;
 use super::runner::{BotStatus, RunState, Runner};
@@ -37,7 +37,6 @@ pub struct HostConfig {
     /// Largest `NAME.toml` read, bytes.
     pub max_bot_config_bytes: u64,
 }
-
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -125,7 +124,11 @@ fn linker(engine: &Engine) -> Result<Linker<BotState>, HostError> {
 impl WasmHost {
     /// Makes the engine and starts the epoch ticker. Loads nothing yet.
     /// `durable` keeps the bots' kv data; None keeps it in memory.
-    pub fn new(bridge: Arc<Bridge>, config: HostConfig, durable: Option<Arc<crate::store::Durable>>) -> Result<Self, HostError> {
+    pub fn new(
+        bridge: Arc<Bridge>,
+        config: HostConfig,
+        durable: Option<Arc<crate::store::Durable>>,
+    ) -> Result<Self, HostError> {
         let engine = engine(config.max_bots)?;
         let linker = linker(&engine)?;
         let weak = engine.weak();
@@ -340,7 +343,10 @@ impl WasmHost {
             status: status.clone(),
         };
         let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), tracing::info_span!("bot", name)));
-        inner.slots.lock().insert(name.to_owned(), Slot { version: version.clone(), config, stop, task: Some(task), status });
+        inner
+            .slots
+            .lock()
+            .insert(name.to_owned(), Slot { version: version.clone(), config, stop, task: Some(task), status });
         tracing::info!(bot = name, version, "loaded");
         inner.logbook.record(name, "info", &format!("loaded version {version}"));
         inner.logbook.changed();
@@ -436,7 +442,9 @@ fn compile(engine: &Engine, bytes: &[u8], hash: &str, cache: Option<&Path>) -> R
         }
     }
     if is_core_module(bytes) {
-        return Err("this is a core wasm module, not a component (build with wit-bindgen or `wasm-tools component new`)".into());
+        return Err(
+            "this is a core wasm module, not a component (build with wit-bindgen or `wasm-tools component new`)".into(),
+        );
     }
     let component = Component::from_binary(engine, bytes).map_err(|e| format!("{e:#}"))?;
     if let (Some(path), Ok(serialized)) = (&cached, component.serialize()) {

@@ -49,7 +49,11 @@ pub struct Logbook {
 
 impl Default for Logbook {
     fn default() -> Self {
-        Self { lines: Mutex::new(HashMap::new()), dropped: Mutex::new(HashMap::new()), feed: broadcast::channel(1024).0 }
+        Self {
+            lines: Mutex::new(HashMap::new()),
+            dropped: Mutex::new(HashMap::new()),
+            feed: broadcast::channel(1024).0,
+        }
     }
 }
 

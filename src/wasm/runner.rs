@@ -24,7 +24,9 @@ pub const CRASH_WINDOW: Duration = Duration::from_secs(30);
 pub enum RunState {
     Running,
     /// Crash loop: no more events until the file changes.
-    Parked { reason: String },
+    Parked {
+        reason: String,
+    },
 }
 
 /// What an operator (or a test) can see of a bot.

@@ -103,7 +103,13 @@ impl operations::Host for BotState {
         self.done(Operation::Recall(s::RecallContent { message_source })).await
     }
 
-    async fn mute_member(&mut self, bot: Option<i64>, group: i64, member: i64, seconds: i64) -> Result<(), types::Error> {
+    async fn mute_member(
+        &mut self,
+        bot: Option<i64>,
+        group: i64,
+        member: i64,
+        seconds: i64,
+    ) -> Result<(), types::Error> {
         self.done(Operation::MuteMember(s::MuteMemberContent { bot, group, member, time: seconds })).await
     }
 

@@ -43,7 +43,11 @@ impl Browser {
         let start = Instant::now();
         loop {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
                 Ok(client) => return Browser { client, driver },
                 Err(e) if start.elapsed() < Duration::from_secs(20) => {
                     let _ = e;
@@ -191,7 +195,10 @@ async fn the_console_needs_the_token() {
     let bridge = start(s).await;
     for path in ["/", "/api/bots", "/api/bots/events"] {
         assert!(status_of(bridge.addr, path).await.contains("401"), "{path} without a token");
-        assert!(status_of(bridge.addr, &format!("{path}?token=wrong")).await.contains("401"), "{path} with a bad token");
+        assert!(
+            status_of(bridge.addr, &format!("{path}?token=wrong")).await.contains("401"),
+            "{path} with a bad token"
+        );
     }
     assert!(status_of(bridge.addr, &format!("/?token={TOKEN}")).await.contains("200"));
     assert!(status_of(bridge.addr, &format!("/api/bots?token={TOKEN}")).await.contains("200"));

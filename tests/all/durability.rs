@@ -87,8 +87,11 @@ async fn acknowledged_state_survives_sigkill() {
         r.ok("Reply", json!({"id": key, "message": plain("still here")})).await;
     }
     for source in &sources {
-        r.ok("SendToGroup", json!({"group": GROUP, "message": [{"type": "Quote", "id": source}, {"type": "Plain", "msg": "quoting"}]}))
-            .await;
+        r.ok(
+            "SendToGroup",
+            json!({"group": GROUP, "message": [{"type": "Quote", "id": source}, {"type": "Plain", "msg": "quoting"}]}),
+        )
+        .await;
     }
     // The sim world kept its messages: what was recalled stays recalled, the rest can be.
     assert_eq!(r.code("Recall", json!({"messageSource": recalled})).await, "already_recalled");

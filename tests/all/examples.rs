@@ -122,8 +122,11 @@ async fn counter_counts_per_group_across_hot_reload_and_restart() {
 async fn greeter_welcomes_and_answers_requests_by_policy() {
     let (bridge, mut c) = bridge_with("greeter").await;
 
-    c.ok("SimEvent", json!({"event": {"type": "group", "data": {"type": "memberJoined", "who": 70001, "group": GROUP}}}))
-        .await;
+    c.ok(
+        "SimEvent",
+        json!({"event": {"type": "group", "data": {"type": "memberJoined", "who": 70001, "group": GROUP}}}),
+    )
+    .await;
     let out = c.next_of("outgoing").await;
     assert_eq!(out["data"]["target"], json!({"type": "group", "group": GROUP}));
     assert_eq!(out["data"]["message"][2]["type"], "At");
@@ -131,8 +134,11 @@ async fn greeter_welcomes_and_answers_requests_by_policy() {
     assert!(text(&out).starts_with("Welcome, "), "{}", text(&out));
 
     // Default policy: friend requests accepted, invites rejected.
-    c.ok("SimEvent", json!({"event": {"type": "user", "data": {"type": "newFriendRequest", "who": 60001, "nick": "Nia"}}}))
-        .await;
+    c.ok(
+        "SimEvent",
+        json!({"event": {"type": "user", "data": {"type": "newFriendRequest", "who": 60001, "nick": "Nia"}}}),
+    )
+    .await;
     assert_eq!(c.next_of("user").await["data"]["type"], "newFriendRequest");
     assert_eq!(c.next_of("user").await["data"], json!({"type": "friendAdded", "who": 60001, "nick": "Nia"}));
 
@@ -145,15 +151,24 @@ async fn greeter_welcomes_and_answers_requests_by_policy() {
     assert!(!groups["groups"].as_array().unwrap().iter().any(|g| g["id"] == 20009), "rejected: {groups}");
 
     // Only an owner changes the policy; then invites are accepted.
-    assert_eq!(answer(&mut c, GROUP, MEMBER, "/policy invites accept").await, "Only a group owner can change my policies.");
-    assert_eq!(answer(&mut c, GROUP, OWNER, "/policy invites accept").await, "Policies: friends accept, invites accept");
+    assert_eq!(
+        answer(&mut c, GROUP, MEMBER, "/policy invites accept").await,
+        "Only a group owner can change my policies."
+    );
+    assert_eq!(
+        answer(&mut c, GROUP, OWNER, "/policy invites accept").await,
+        "Policies: friends accept, invites accept"
+    );
     c.ok("SimEvent", json!({"event": {"type": "user", "data": {"type": "groupInvite", "group": 20010, "groupName": "newer", "inviter": FRIEND}}}))
         .await;
     assert_eq!(c.next_of("user").await["data"]["type"], "groupInvite");
     assert_eq!(c.next_of("user").await["data"], json!({"type": "groupJoined", "which": 20010}));
 
     // And friend requests can be left alone.
-    assert_eq!(answer(&mut c, GROUP, OWNER, "/policy friends ignore").await, "Policies: friends ignore, invites accept");
+    assert_eq!(
+        answer(&mut c, GROUP, OWNER, "/policy friends ignore").await,
+        "Policies: friends ignore, invites accept"
+    );
     c.ok("SimEvent", json!({"event": {"type": "user", "data": {"type": "newFriendRequest", "who": 60002}}})).await;
     let request = c.next_of("user").await["data"]["requestId"].as_str().unwrap().to_owned();
     c.expect_nothing_pending().await;

@@ -45,11 +45,25 @@ fn every_element_kind_has_a_fixture() {
     let kinds: std::collections::BTreeSet<String> = std::fs::read_dir(dir)
         .expect("dir")
         .map(|e| {
-            let v: Value = serde_json::from_str(&std::fs::read_to_string(e.expect("e").path()).expect("read")).expect("json");
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(e.expect("e").path()).expect("read")).expect("json");
             v["type"].as_str().expect("type").replace("PlainText", "Plain")
         })
         .collect();
-    for kind in ["MessageSource", "Plain", "At", "AtAll", "Face", "Image", "FlashImage", "Poke", "Voice", "Quote", "LightApp", "Service"] {
+    for kind in [
+        "MessageSource",
+        "Plain",
+        "At",
+        "AtAll",
+        "Face",
+        "Image",
+        "FlashImage",
+        "Poke",
+        "Voice",
+        "Quote",
+        "LightApp",
+        "Service",
+    ] {
         assert!(kinds.contains(kind), "no fixture for {kind}");
     }
 }

@@ -12,10 +12,10 @@ use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::guests::*;
 use crate::support::*;
@@ -226,7 +226,8 @@ async fn foreign_pages_and_rebound_hosts_are_refused_even_without_a_token() {
     assert_eq!(handshake_status(&url, &[("Host", &format!("localhost:{port}"))]).await, 101);
     assert_eq!(handshake_status(&url, &[]).await, 101, "no Origin: not a browser");
     for path in ["/", "/api/bots", "/api/bots/events"] {
-        let evil_origin = get_status(bridge.addr, path, &format!("Host: {}\r\nOrigin: http://evil.example\r\n", bridge.addr)).await;
+        let evil_origin =
+            get_status(bridge.addr, path, &format!("Host: {}\r\nOrigin: http://evil.example\r\n", bridge.addr)).await;
         assert!(evil_origin.contains("403"), "{path}: {evil_origin}");
         let evil_host = get_status(bridge.addr, path, "Host: evil.example\r\n").await;
         assert!(evil_host.contains("403"), "{path}: {evil_host}");
@@ -375,7 +376,10 @@ async fn slowloris_cannot_lock_out_an_authorized_client() {
     let mut tcp = TcpStream::connect(&addr).await.unwrap();
     tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
     let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await.expect("closed by the timeout").ok();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest))
+        .await
+        .expect("closed by the timeout")
+        .ok();
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -2,18 +2,18 @@
 
 mod support;
 
+mod console;
 mod durability;
+mod examples;
 mod fixtures;
-mod ws_auth;
-mod ws_keepalive;
-mod ws_input;
-mod ws_ops;
-mod ws_stream;
 mod guests;
+mod hardening;
+mod onebot;
 mod wasm_bots;
 mod wasm_reload;
 mod wasm_sandbox;
-mod examples;
-mod console;
-mod onebot;
-mod hardening;
+mod ws_auth;
+mod ws_input;
+mod ws_keepalive;
+mod ws_ops;
+mod ws_stream;

@@ -60,14 +60,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
     }
 
     async fn fail(&mut self, call: &Value, retcode: i64, wording: &str) {
-        self.send(json!({"status": "failed", "retcode": retcode, "data": null, "echo": call["echo"], "wording": wording})).await;
+        self.send(
+            json!({"status": "failed", "retcode": retcode, "data": null, "echo": call["echo"], "wording": wording}),
+        )
+        .await;
     }
 
     /// Answers the lookups botbridge makes the first time it sees group G.
     async fn answer_group_lookups(&mut self) {
         let info = self.expect("get_group_info").await;
         assert_eq!(info["params"]["group_id"], G);
-        self.answer(&info, json!({"group_id": G, "group_name": "Real group", "member_count": 3, "max_member_count": 200})).await;
+        self.answer(
+            &info,
+            json!({"group_id": G, "group_name": "Real group", "member_count": 3, "max_member_count": 200}),
+        )
+        .await;
         let me = self.expect("get_group_member_info").await;
         assert_eq!(me["params"], json!({"group_id": G, "user_id": QQ}));
         self.answer(&me, json!({"group_id": G, "user_id": QQ, "nickname": "bot", "card": "", "role": "admin"})).await;
@@ -90,12 +97,16 @@ fn onebot_settings(mode: OnebotMode, url: Option<String>, listen: Option<String>
 
 /// Accepts botbridge's forward connection; returns the peer and its Authorization header.
 async fn accept(listener: &TcpListener) -> (Peer<TcpStream>, String) {
-    let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.expect("botbridge connects").unwrap();
+    let (tcp, _) =
+        tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.expect("botbridge connects").unwrap();
     let mut auth = String::new();
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
-        auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        Ok(resp)
-    })
+    let ws = tokio_tungstenite::accept_hdr_async(
+        tcp,
+        |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+            auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            Ok(resp)
+        },
+    )
     .await
     .expect("handshake");
     (Peer { ws }, auth)
@@ -129,11 +140,15 @@ async fn forward_mode_maps_every_event_and_action() {
     peer.send(json!({"time": 1, "self_id": QQ, "post_type": "meta_event", "meta_event_type": "lifecycle", "sub_type": "connect"})).await;
 
     // A group message, array form, with a negative ID, an unknown segment and unknown fields.
-    peer.send(group_message(-100, json!([
-        {"type": "text", "data": {"text": "hello "}},
-        {"type": "at", "data": {"qq": QQ.to_string()}},
-        {"type": "mface", "data": {"emoji_id": "abc", "summary": "[hi]"}}
-    ]))).await;
+    peer.send(group_message(
+        -100,
+        json!([
+            {"type": "text", "data": {"text": "hello "}},
+            {"type": "at", "data": {"qq": QQ.to_string()}},
+            {"type": "mface", "data": {"emoji_id": "abc", "summary": "[hi]"}}
+        ]),
+    ))
+    .await;
     peer.answer_group_lookups().await;
     let ev = c.next_of("msg").await;
     assert_eq!(ev["bot"], QQ);
@@ -145,12 +160,19 @@ async fn forward_mode_maps_every_event_and_action() {
     assert_eq!(d["message"][1], json!({"type": "Plain", "msg": "hello "}));
     assert_eq!(d["message"][2]["type"], "At");
     assert_eq!(d["message"][2]["target"], QQ);
-    assert_eq!(d["message"][3], json!({"type": "Other", "kind": "mface", "data": {"emoji_id": "abc", "summary": "[hi]"}}));
+    assert_eq!(
+        d["message"][3],
+        json!({"type": "Other", "kind": "mface", "data": {"emoji_id": "abc", "summary": "[hi]"}})
+    );
     let group_source = source_id(&ev);
 
     // Reply: send_group_msg, array segments; the unknown segment goes back out unchanged.
-    c.send_text(&json!({"type": "Reply", "id": "r1", "content": {"id": d["replyKey"], "message": [
-        {"type": "Plain", "msg": "hi"}, {"type": "Other", "kind": "mface", "data": {"emoji_id": "abc"}}]}}).to_string()).await;
+    c.send_text(
+        &json!({"type": "Reply", "id": "r1", "content": {"id": d["replyKey"], "message": [
+        {"type": "Plain", "msg": "hi"}, {"type": "Other", "kind": "mface", "data": {"emoji_id": "abc"}}]}})
+        .to_string(),
+    )
+    .await;
     let call = peer.expect("send_group_msg").await;
     assert_eq!(call["params"]["group_id"], G);
     let segments = call["params"]["message"].as_array().unwrap();
@@ -162,8 +184,12 @@ async fn forward_mode_maps_every_event_and_action() {
     let receipt = sent["data"]["receiptId"].as_str().unwrap().to_owned();
 
     // A quote becomes a leading reply segment with the upstream ID.
-    c.send_text(&json!({"type": "SendToGroup", "id": "q", "content": {"group": G, "message": [
-        {"type": "Quote", "id": group_source}, {"type": "Plain", "msg": "re"}]}}).to_string()).await;
+    c.send_text(
+        &json!({"type": "SendToGroup", "id": "q", "content": {"group": G, "message": [
+        {"type": "Quote", "id": group_source}, {"type": "Plain", "msg": "re"}]}})
+        .to_string(),
+    )
+    .await;
     let call = peer.expect("send_group_msg").await;
     assert_eq!(call["params"]["message"][0], json!({"type": "reply", "data": {"id": "-100"}}));
     peer.answer(&call, json!({"message_id": 9})).await;
@@ -188,14 +214,19 @@ async fn forward_mode_maps_every_event_and_action() {
     assert_eq!(friend_ev["data"]["message"][2], json!({"type": "Face", "id": 14}));
     assert_eq!(friend_ev["data"]["message"][3], json!({"type": "AtAll"}));
     peer.send(json!({"post_type": "message", "message_type": "private", "sub_type": "group", "message_id": 5,
-        "user_id": 900_001, "group_id": G, "message": [{"type": "text", "data": {"text": "psst"}}]})).await;
+        "user_id": 900_001, "group_id": G, "message": [{"type": "text", "data": {"text": "psst"}}]}))
+        .await;
     let temp_ev = c.next_of("msg").await;
     assert_eq!(temp_ev["data"]["type"], "TempMessage");
     assert_eq!(temp_ev["data"]["group"]["name"], "Real group", "cached: no second lookup");
     assert_ne!(source_id(&temp_ev), source_id(&friend_ev));
 
     // Reply to the temp message: send_private_msg with the group.
-    c.send_text(&json!({"type": "Reply", "id": "t", "content": {"id": temp_ev["data"]["replyKey"], "message": plain("ok")}}).to_string()).await;
+    c.send_text(
+        &json!({"type": "Reply", "id": "t", "content": {"id": temp_ev["data"]["replyKey"], "message": plain("ok")}})
+            .to_string(),
+    )
+    .await;
     let call = peer.expect("send_private_msg").await;
     assert_eq!(call["params"]["user_id"], 900_001);
     assert_eq!(call["params"]["group_id"], G);
@@ -206,26 +237,53 @@ async fn forward_mode_maps_every_event_and_action() {
     peer.send(notice("friend_recall", json!({"user_id": FRIEND_QQ, "message_id": 5}))).await;
     let r = c.next_of("revoke").await;
     assert_eq!(r["data"]["msgID"], source_id(&friend_ev));
-    peer.send(notice("group_recall", json!({"group_id": G, "user_id": MIA, "operator_id": 30, "message_id": -100}))).await;
+    peer.send(notice("group_recall", json!({"group_id": G, "user_id": MIA, "operator_id": 30, "message_id": -100})))
+        .await;
     let r = c.next_of("revoke").await;
     assert_eq!(r["data"], json!({"type": "group", "revoker": 30, "revokee": MIA, "channel": G, "msgID": group_source}));
 
     // Notices.
     let group_events = [
-        (notice("group_ban", json!({"sub_type": "ban", "group_id": G, "operator_id": 30, "user_id": MIA, "duration": 600})),
-         json!({"type": "mute", "who": MIA, "group": G, "operator": 30, "duration": 600})),
-        (notice("group_ban", json!({"sub_type": "lift_ban", "group_id": G, "operator_id": 30, "user_id": MIA, "duration": 0})),
-         json!({"type": "mute", "who": MIA, "group": G, "operator": 30, "duration": 0})),
-        (notice("group_ban", json!({"sub_type": "ban", "group_id": G, "operator_id": 30, "user_id": 0, "duration": -1})),
-         json!({"type": "mute", "who": 0, "group": G, "operator": 30, "duration": -1})),
-        (notice("group_admin", json!({"sub_type": "set", "group_id": G, "user_id": MIA})),
-         json!({"type": "admin", "who": MIA, "group": G, "status": true})),
-        (notice("group_increase", json!({"sub_type": "approve", "group_id": G, "operator_id": 30, "user_id": 900_002})),
-         json!({"type": "memberJoined", "who": 900_002, "group": G})),
-        (notice("group_decrease", json!({"sub_type": "leave", "group_id": G, "operator_id": 0, "user_id": 900_002})),
-         json!({"type": "memberLeft", "who": 900_002, "group": G, "operator": 900_002})),
-        (notice("group_decrease", json!({"sub_type": "kick", "group_id": G, "operator_id": 30, "user_id": MIA})),
-         json!({"type": "memberLeft", "who": MIA, "group": G, "operator": 30})),
+        (
+            notice(
+                "group_ban",
+                json!({"sub_type": "ban", "group_id": G, "operator_id": 30, "user_id": MIA, "duration": 600}),
+            ),
+            json!({"type": "mute", "who": MIA, "group": G, "operator": 30, "duration": 600}),
+        ),
+        (
+            notice(
+                "group_ban",
+                json!({"sub_type": "lift_ban", "group_id": G, "operator_id": 30, "user_id": MIA, "duration": 0}),
+            ),
+            json!({"type": "mute", "who": MIA, "group": G, "operator": 30, "duration": 0}),
+        ),
+        (
+            notice(
+                "group_ban",
+                json!({"sub_type": "ban", "group_id": G, "operator_id": 30, "user_id": 0, "duration": -1}),
+            ),
+            json!({"type": "mute", "who": 0, "group": G, "operator": 30, "duration": -1}),
+        ),
+        (
+            notice("group_admin", json!({"sub_type": "set", "group_id": G, "user_id": MIA})),
+            json!({"type": "admin", "who": MIA, "group": G, "status": true}),
+        ),
+        (
+            notice(
+                "group_increase",
+                json!({"sub_type": "approve", "group_id": G, "operator_id": 30, "user_id": 900_002}),
+            ),
+            json!({"type": "memberJoined", "who": 900_002, "group": G}),
+        ),
+        (
+            notice("group_decrease", json!({"sub_type": "leave", "group_id": G, "operator_id": 0, "user_id": 900_002})),
+            json!({"type": "memberLeft", "who": 900_002, "group": G, "operator": 900_002}),
+        ),
+        (
+            notice("group_decrease", json!({"sub_type": "kick", "group_id": G, "operator_id": 30, "user_id": MIA})),
+            json!({"type": "memberLeft", "who": MIA, "group": G, "operator": 30}),
+        ),
     ];
     for (upstream, expected) in group_events {
         peer.send(upstream).await;
@@ -233,7 +291,11 @@ async fn forward_mode_maps_every_event_and_action() {
     }
     peer.send(notice("friend_add", json!({"user_id": 900_003}))).await;
     assert_eq!(c.next_of("user").await["data"], json!({"type": "friendAdded", "who": 900_003, "nick": ""}));
-    peer.send(notice("group_decrease", json!({"sub_type": "kick_me", "group_id": 700_009, "operator_id": 31, "user_id": QQ}))).await;
+    peer.send(notice(
+        "group_decrease",
+        json!({"sub_type": "kick_me", "group_id": 700_009, "operator_id": 31, "user_id": QQ}),
+    ))
+    .await;
     assert_eq!(c.next_of("user").await["data"], json!({"type": "groupLeft", "which": 700_009, "operator": 31}));
     // A notice missing a required field is dropped; the connection goes on.
     peer.send(notice("group_recall", json!({"group_id": G, "user_id": MIA}))).await;
@@ -267,7 +329,10 @@ async fn forward_mode_maps_every_event_and_action() {
     assert_eq!(req["data"]["type"], "groupInvite");
     assert_eq!(req["data"]["inviter"], FRIEND_QQ);
     // The wrong kind of answer for a request ID is refused before any call.
-    assert_eq!(c.code("HandleFriendRequest", json!({"requestId": req["data"]["requestId"], "accept": true})).await, "unknown_request");
+    assert_eq!(
+        c.code("HandleFriendRequest", json!({"requestId": req["data"]["requestId"], "accept": true})).await,
+        "unknown_request"
+    );
     c.send_text(&json!({"type": "HandleGroupInvite", "id": "i", "content": {"requestId": req["data"]["requestId"], "accept": true}}).to_string()).await;
     let call = peer.expect("set_group_add_request").await;
     assert_eq!((call["params"]["flag"].clone(), call["params"]["sub_type"].clone()), (json!("i-1"), json!("invite")));
@@ -275,7 +340,10 @@ async fn forward_mode_maps_every_event_and_action() {
     assert_eq!(c.result_for(&json!("i")).await["ok"], true);
 
     // Mute and the list calls.
-    c.send_text(&json!({"type": "MuteMember", "id": "m", "content": {"group": G, "member": MIA, "time": 60}}).to_string()).await;
+    c.send_text(
+        &json!({"type": "MuteMember", "id": "m", "content": {"group": G, "member": MIA, "time": 60}}).to_string(),
+    )
+    .await;
     let call = peer.expect("set_group_ban").await;
     assert_eq!(call["params"], json!({"group_id": G, "user_id": MIA, "duration": 60}));
     peer.answer(&call, Value::Null).await;
@@ -290,19 +358,29 @@ async fn forward_mode_maps_every_event_and_action() {
     let call = peer.expect("get_group_list").await;
     peer.answer(&call, json!([{"group_id": G, "group_name": "Real group (renamed)", "member_count": 3}])).await;
     let groups = c.result_for(&json!("lg")).await;
-    assert_eq!(groups["data"]["groups"], json!([{"id": G, "name": "Real group (renamed)", "botPermission": "administrator"}]));
+    assert_eq!(
+        groups["data"]["groups"],
+        json!([{"id": G, "name": "Real group (renamed)", "botPermission": "administrator"}])
+    );
 
     c.send_text(&json!({"type": "ListMembers", "id": "lm", "content": {"group": G}}).to_string()).await;
     let call = peer.expect("get_group_member_list").await;
     assert_eq!(call["params"], json!({"group_id": G}));
-    peer.answer(&call, json!([
-        {"group_id": G, "user_id": QQ, "nickname": "bot", "card": "", "role": "admin"},
-        {"group_id": G, "user_id": MIA, "nickname": "Mia", "card": "Mia (QA)", "role": "member", "title": "tester"},
-        {"group_id": G, "user_id": 30, "nickname": "Olga", "role": "owner"}
-    ])).await;
+    peer.answer(
+        &call,
+        json!([
+            {"group_id": G, "user_id": QQ, "nickname": "bot", "card": "", "role": "admin"},
+            {"group_id": G, "user_id": MIA, "nickname": "Mia", "card": "Mia (QA)", "role": "member", "title": "tester"},
+            {"group_id": G, "user_id": 30, "nickname": "Olga", "role": "owner"}
+        ]),
+    )
+    .await;
     let members = c.result_for(&json!("lm")).await["data"]["members"].clone();
     assert_eq!(members.as_array().unwrap().len(), 2, "the account itself is not listed: {members}");
-    assert_eq!(members[0], json!({"id": MIA, "nick": "Mia", "nameCard": "Mia (QA)", "nameCardOrNick": "Mia (QA)", "permission": "member", "specialTitle": "tester"}));
+    assert_eq!(
+        members[0],
+        json!({"id": MIA, "nick": "Mia", "nameCard": "Mia (QA)", "nameCardOrNick": "Mia (QA)", "permission": "member", "specialTitle": "tester"})
+    );
     assert_eq!(members[1]["permission"], "owner");
     bridge.shutdown().await;
 }
@@ -317,7 +395,10 @@ async fn failures_are_typed_errors_and_nothing_is_sent_twice() {
     assert_eq!(c.next_of("user").await["data"]["type"], "online");
 
     // An upstream failure.
-    c.send_text(&json!({"type": "SendToFriend", "id": 1, "content": {"friend": FRIEND_QQ, "message": plain("x")}}).to_string()).await;
+    c.send_text(
+        &json!({"type": "SendToFriend", "id": 1, "content": {"friend": FRIEND_QQ, "message": plain("x")}}).to_string(),
+    )
+    .await;
     let call = peer.expect("send_private_msg").await;
     peer.fail(&call, 100, "not a friend").await;
     let r = c.result_for(&json!(1)).await;
@@ -331,7 +412,11 @@ async fn failures_are_typed_errors_and_nothing_is_sent_twice() {
     peer.answer(&call, json!([])).await;
 
     // A disconnect in the middle of a send: the caller gets `offline` at once.
-    c.send_text(&json!({"type": "SendToFriend", "id": 3, "content": {"friend": FRIEND_QQ, "message": plain("once")}}).to_string()).await;
+    c.send_text(
+        &json!({"type": "SendToFriend", "id": 3, "content": {"friend": FRIEND_QQ, "message": plain("once")}})
+            .to_string(),
+    )
+    .await;
     let call = peer.expect("send_private_msg").await;
     assert_eq!(call["params"]["message"], json!([{"type": "text", "data": {"text": "once"}}]));
     drop(peer);
@@ -455,7 +540,8 @@ async fn media_urls_cannot_make_the_onebot_program_read_local_files_or_internal_
     assert_eq!(c.result_for(&json!("m1")).await["ok"], true);
 
     // A listed internal host is let through.
-    c.send_text(&json!({"type": "SendToFriend", "id": "m2", "content": image("http://127.0.0.2/ok.png")}).to_string()).await;
+    c.send_text(&json!({"type": "SendToFriend", "id": "m2", "content": image("http://127.0.0.2/ok.png")}).to_string())
+        .await;
     let call = peer.expect("send_private_msg").await;
     assert_eq!(call["params"]["message"][0]["data"]["file"], "http://127.0.0.2/ok.png");
     peer.answer(&call, json!({"message_id": 2})).await;

@@ -25,7 +25,12 @@ pub const STRANGER: i64 = 50001;
 /// Settings for a bridge on port 0 with its own empty bots and state folders.
 pub fn settings() -> Settings {
     let dir = tempfile::tempdir().expect("tempdir").keep();
-    Settings { listen: "127.0.0.1:0".into(), bots: dir.join("bots"), state_dir: dir.join("state"), ..Settings::default() }
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        bots: dir.join("bots"),
+        state_dir: dir.join("state"),
+        ..Settings::default()
+    }
 }
 
 pub async fn start(settings: Settings) -> Running {
@@ -189,7 +194,9 @@ pub async fn until_close(ws: &mut Socket) -> (Option<CloseFrame>, usize) {
 pub async fn get_status(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = TcpStream::connect(addr).await.expect("connects");
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n").as_bytes()).await.expect("request");
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.expect("response");
     response.lines().next().unwrap_or_default().to_owned()

@@ -11,7 +11,10 @@ async fn said(c: &mut Client, n: usize) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for _ in 0..n {
         let o: Value = c.next_of("outgoing").await;
-        out.push((o["data"]["by"].as_str().unwrap().to_owned(), o["data"]["message"][1]["msg"].as_str().unwrap().to_owned()));
+        out.push((
+            o["data"]["by"].as_str().unwrap().to_owned(),
+            o["data"]["message"][1]["msg"].as_str().unwrap().to_owned(),
+        ));
     }
     out
 }
@@ -54,8 +57,12 @@ async fn new_version_takes_over_garbage_is_refused_delete_unloads() {
     // Delete unloads.
     std::fs::remove_file(s.bots.join("talker.wasm")).unwrap();
     eventually("unloaded", || bridge.wasm.status("talker").is_none()).await;
-    let seq = c.ok("SimMessage", serde_json::json!({"group": GROUP, "sender": MEMBER, "message": plain("anyone?")})).await["seq"].clone();
-    let next = c.ok("SimMessage", serde_json::json!({"friend": FRIEND, "message": plain("marker")})).await["seq"].clone();
+    let seq = c
+        .ok("SimMessage", serde_json::json!({"group": GROUP, "sender": MEMBER, "message": plain("anyone?")}))
+        .await["seq"]
+        .clone();
+    let next =
+        c.ok("SimMessage", serde_json::json!({"friend": FRIEND, "message": plain("marker")})).await["seq"].clone();
     // Nothing outgoing between the two events.
     assert_eq!(c.event().await["seq"], seq);
     assert_eq!(c.event().await["seq"], next);

@@ -45,7 +45,9 @@ async fn hostile_bots_are_contained_and_the_good_one_answers_everything() {
 
     let echo = bridge.wasm.status("echo").unwrap();
     assert_eq!(echo.failures, 0);
-    for (name, needle) in [("looper", "deadline"), ("bomb", "unreachable"), ("trapper", "unreachable"), ("recursor", "stack")] {
+    for (name, needle) in
+        [("looper", "deadline"), ("bomb", "unreachable"), ("trapper", "unreachable"), ("recursor", "stack")]
+    {
         // The looper spends its whole CPU budget before it fails: wait for it.
         eventually("a failure", || bridge.wasm.status(name).unwrap().failures >= 1).await;
         let st = bridge.wasm.status(name).unwrap();
@@ -54,7 +56,9 @@ async fn hostile_bots_are_contained_and_the_good_one_answers_everything() {
         assert!(err.contains(needle), "{name}: {err}");
     }
     eventually("crash loops parked", || {
-        ["looper", "trapper"].iter().all(|n| matches!(bridge.wasm.status(n).unwrap().state, botbridge::wasm::RunState::Parked { .. }))
+        ["looper", "trapper"]
+            .iter()
+            .all(|n| matches!(bridge.wasm.status(n).unwrap().state, botbridge::wasm::RunState::Parked { .. }))
     })
     .await;
     // The flood was cut to the burst plus the refill.
@@ -86,11 +90,15 @@ async fn a_parked_bot_comes_back_when_its_file_changes() {
     for _ in 0..botbridge::wasm::CRASH_LIMIT {
         c.group_message(GROUP, MEMBER, "boom").await;
     }
-    eventually("parked", || matches!(bridge.wasm.status("trapper").unwrap().state, botbridge::wasm::RunState::Parked { .. }))
-        .await;
+    eventually("parked", || {
+        matches!(bridge.wasm.status("trapper").unwrap().state, botbridge::wasm::RunState::Parked { .. })
+    })
+    .await;
     install(&s.bots, "trapper", &sayer("fixed"));
-    eventually("replaced", || matches!(bridge.wasm.status("trapper").unwrap().state, botbridge::wasm::RunState::Running))
-        .await;
+    eventually("replaced", || {
+        matches!(bridge.wasm.status("trapper").unwrap().state, botbridge::wasm::RunState::Running)
+    })
+    .await;
     c.group_message(GROUP, MEMBER, "again").await;
     assert_eq!(c.next_of("outgoing").await["data"]["message"][1]["msg"], "fixed");
     bridge.shutdown().await;

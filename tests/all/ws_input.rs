@@ -24,16 +24,40 @@ async fn malformed_frames_get_typed_errors_and_change_nothing() {
         (r#"{"id": "a", "content": {}}"#, json!("a"), "bad_request"),
         (r#"{"id": "b", "type": 7}"#, json!("b"), "bad_request"),
         (r#"{"id": "c", "type": "SendToGroup", "content": {"message": []}}"#, json!("c"), "bad_request"),
-        (r#"{"id": "d", "type": "SendToGroup", "content": {"group": "twenty", "message": []}}"#, json!("d"), "bad_request"),
-        (r#"{"id": "e", "type": "MuteMember", "content": {"group": 20001, "member": 30003}}"#, json!("e"), "bad_request"),
-        (r#"{"id": "f", "type": "MuteMember", "content": {"group": 20001, "member": 30003, "time": "long"}}"#, json!("f"), "bad_request"),
-        (r#"{"id": "g", "type": "SendToGroup", "content": {"group": 20001, "message": [{"type": "Hologram"}]}}"#, json!("g"), "bad_request"),
-        (r#"{"id": "h", "type": "SendToGroup", "content": {"group": 20001, "message": [], "extra": 1}}"#, json!("h"), "bad_request"),
+        (
+            r#"{"id": "d", "type": "SendToGroup", "content": {"group": "twenty", "message": []}}"#,
+            json!("d"),
+            "bad_request",
+        ),
+        (
+            r#"{"id": "e", "type": "MuteMember", "content": {"group": 20001, "member": 30003}}"#,
+            json!("e"),
+            "bad_request",
+        ),
+        (
+            r#"{"id": "f", "type": "MuteMember", "content": {"group": 20001, "member": 30003, "time": "long"}}"#,
+            json!("f"),
+            "bad_request",
+        ),
+        (
+            r#"{"id": "g", "type": "SendToGroup", "content": {"group": 20001, "message": [{"type": "Hologram"}]}}"#,
+            json!("g"),
+            "bad_request",
+        ),
+        (
+            r#"{"id": "h", "type": "SendToGroup", "content": {"group": 20001, "message": [], "extra": 1}}"#,
+            json!("h"),
+            "bad_request",
+        ),
         (r#"{"id": "i", "type": "Recall", "content": {"messageSource": 5}}"#, json!("i"), "bad_request"),
         (r#"{"id": {"x": 1}, "type": "ListGroups"}"#, Value::Null, "bad_request"),
         (r#"{"id": 2, "type": "ListGroups", "content": [], "x": 1}"#, json!(2), "bad_request"),
         (r#"{"id": 3, "type": "ListGroups", "content": []}"#, json!(3), "bad_request"),
-        (r#"{"id": 4, "type": "MuteMember", "content": {"group": 20001, "member": 30003, "time": 99999999999}}"#, json!(4), "bad_request"),
+        (
+            r#"{"id": 4, "type": "MuteMember", "content": {"group": 20001, "member": 30003, "time": 99999999999}}"#,
+            json!(4),
+            "bad_request",
+        ),
     ];
     for (text, id, code) in cases {
         c.send_text(text).await;
@@ -71,10 +95,12 @@ async fn oversize_frames_close_with_1009() {
     let bridge = start(s).await;
     let mut c = Client::connect(&bridge.ws_url()).await;
     // At the limit is fine.
-    let fits = json!({"id": 1, "type": "SendToGroup", "content": {"group": GROUP, "message": plain(&"a".repeat(3000))}});
+    let fits =
+        json!({"id": 1, "type": "SendToGroup", "content": {"group": GROUP, "message": plain(&"a".repeat(3000))}});
     c.send_text(&fits.to_string()).await;
     assert_eq!(c.result_for(&json!(1)).await["ok"], true);
-    let big = json!({"id": 2, "type": "SendToGroup", "content": {"group": GROUP, "message": plain(&"a".repeat(10_000))}});
+    let big =
+        json!({"id": 2, "type": "SendToGroup", "content": {"group": GROUP, "message": plain(&"a".repeat(10_000))}});
     c.send_text(&big.to_string()).await;
     let (close, texts) = until_close(&mut c.ws).await;
     assert_eq!(texts, 0, "no answer to an oversize frame");

@@ -119,8 +119,11 @@ async fn quotes_resolve_and_come_back_with_their_details() {
     c.ok("Reply", json!({"id": reply_key(&ev), "message": [{"type": "Quote", "id": source_id(&ev)}, {"type": "Plain", "msg": "ok"}]}))
         .await;
     assert_eq!(
-        c.code("SendToGroup", json!({"group": GROUP, "message": [{"type": "Quote", "id": "mNOPE"}, {"type": "Plain", "msg": "x"}]}))
-            .await,
+        c.code(
+            "SendToGroup",
+            json!({"group": GROUP, "message": [{"type": "Quote", "id": "mNOPE"}, {"type": "Plain", "msg": "x"}]})
+        )
+        .await,
         "unknown_message"
     );
     bridge.shutdown().await;
@@ -134,10 +137,7 @@ async fn mute_and_unmute_with_rank_rules() {
     let ev = c.next_of("group").await;
     assert_eq!(ev["data"], json!({"type": "mute", "who": MEMBER, "group": GROUP, "operator": BOT, "duration": 60}));
     // A muted member cannot speak in the sim world.
-    assert_eq!(
-        c.code("SimMessage", json!({"group": GROUP, "sender": MEMBER, "message": plain("mmh")})).await,
-        "muted"
-    );
+    assert_eq!(c.code("SimMessage", json!({"group": GROUP, "sender": MEMBER, "message": plain("mmh")})).await, "muted");
     c.ok("MuteMember", json!({"group": GROUP, "member": MEMBER, "time": 0})).await;
     let ev = c.next_of("group").await;
     assert_eq!(ev["data"]["duration"], 0);
@@ -149,7 +149,10 @@ async fn mute_and_unmute_with_rank_rules() {
     assert_eq!(c.code("MuteMember", json!({"group": GROUP, "member": 999, "time": 60})).await, "unknown_member");
     assert_eq!(c.code("MuteMember", json!({"group": 777, "member": MEMBER, "time": 60})).await, "not_in_group");
     assert_eq!(c.code("MuteMember", json!({"group": GROUP, "member": MEMBER, "time": -1})).await, "bad_request");
-    assert_eq!(c.code("MuteMember", json!({"bot": 1, "group": GROUP, "member": MEMBER, "time": 1})).await, "unknown_bot");
+    assert_eq!(
+        c.code("MuteMember", json!({"bot": 1, "group": GROUP, "member": MEMBER, "time": 1})).await,
+        "unknown_bot"
+    );
     bridge.shutdown().await;
 }
 
@@ -162,8 +165,11 @@ async fn send_errors() {
     assert_eq!(c.code("SendToGroup", json!({"bot": 5, "group": GROUP, "message": plain("x")})).await, "unknown_bot");
     assert_eq!(c.code("SendToGroup", json!({"group": GROUP, "message": []})).await, "bad_message");
     assert_eq!(
-        c.code("SendToGroup", json!({"group": GROUP, "message": [{"type": "Voice", "url": "http://x", "filename": "a"}]}))
-            .await,
+        c.code(
+            "SendToGroup",
+            json!({"group": GROUP, "message": [{"type": "Voice", "url": "http://x", "filename": "a"}]})
+        )
+        .await,
         "bad_message"
     );
     assert_eq!(
@@ -172,7 +178,8 @@ async fn send_errors() {
     );
     // No `media_dir` configured: a client cannot name local files either.
     assert_eq!(
-        c.code("SendToGroup", json!({"group": GROUP, "message": [{"type": "Image", "url": "file:///tmp/a.png"}]})).await,
+        c.code("SendToGroup", json!({"group": GROUP, "message": [{"type": "Image", "url": "file:///tmp/a.png"}]}))
+            .await,
         "bad_message"
     );
     for url in ["https://example.com/a.png", "base64:iVBORw0KGgo="] {
@@ -192,7 +199,10 @@ async fn send_errors() {
     c.ok("SimEvent", json!({"event": {"type": "group", "data": {"type": "mute", "who": BOT, "group": LOBBY, "operator": 30005, "duration": 600}}}))
         .await;
     assert_eq!(c.code("SendToGroup", json!({"group": LOBBY, "message": plain("x")})).await, "muted");
-    assert_eq!(c.code("Reply", json!({"id": "rAAAAAAAAAAAAAAAAAAAAAAAAAAA", "message": plain("x")})).await, "unknown_reply_key");
+    assert_eq!(
+        c.code("Reply", json!({"id": "rAAAAAAAAAAAAAAAAAAAAAAAAAAA", "message": plain("x")})).await,
+        "unknown_reply_key"
+    );
     assert_eq!(c.code("RecallReceipt", json!({"receipt": "nope"})).await, "unknown_receipt");
     assert_eq!(c.code("Recall", json!({"messageSource": "nope"})).await, "unknown_message");
     bridge.shutdown().await;
@@ -301,14 +311,21 @@ async fn lists_show_the_world() {
 async fn sim_events_change_the_world_and_are_checked() {
     let bridge = start(settings()).await;
     let mut c = Client::connect(&bridge.ws_url()).await;
-    let seq = c.ok("SimEvent", json!({"event": {"type": "group", "data": {"type": "memberJoined", "who": 70001, "group": GROUP}}}))
+    let seq = c
+        .ok(
+            "SimEvent",
+            json!({"event": {"type": "group", "data": {"type": "memberJoined", "who": 70001, "group": GROUP}}}),
+        )
         .await["seq"]
         .as_u64()
         .unwrap();
     assert_eq!(c.event_with_seq(seq).await["data"]["type"], "memberJoined");
     c.group_message(GROUP, 70001, "newbie here").await;
-    c.ok("SimEvent", json!({"event": {"type": "group", "data": {"type": "admin", "who": 70001, "group": GROUP, "status": true}}}))
-        .await;
+    c.ok(
+        "SimEvent",
+        json!({"event": {"type": "group", "data": {"type": "admin", "who": 70001, "group": GROUP, "status": true}}}),
+    )
+    .await;
     c.ok("SimEvent", json!({"event": {"type": "group", "data": {"type": "memberLeft", "who": 70001, "group": GROUP, "operator": 70001}}}))
         .await;
     assert_eq!(
@@ -319,8 +336,11 @@ async fn sim_events_change_the_world_and_are_checked() {
     c.ok("SimEvent", json!({"event": {"type": "user", "data": {"type": "friendRemoved", "who": FRIEND, "nick": ""}}}))
         .await;
     assert_eq!(c.code("SendToFriend", json!({"friend": FRIEND, "message": plain("x")})).await, "not_friend");
-    c.ok("SimEvent", json!({"event": {"type": "user", "data": {"type": "groupLeft", "which": LOBBY, "operator": BOT}}}))
-        .await;
+    c.ok(
+        "SimEvent",
+        json!({"event": {"type": "user", "data": {"type": "groupLeft", "which": LOBBY, "operator": BOT}}}),
+    )
+    .await;
     assert_eq!(c.code("SendToGroup", json!({"group": LOBBY, "message": plain("x")})).await, "not_in_group");
     // Rank rules hold for simulated actors too.
     assert_eq!(
@@ -333,7 +353,10 @@ async fn sim_events_change_the_world_and_are_checked() {
             .await,
         "bad_request"
     );
-    assert_eq!(c.code("SimMessage", json!({"group": GROUP, "friend": FRIEND, "message": plain("?")})).await, "bad_request");
+    assert_eq!(
+        c.code("SimMessage", json!({"group": GROUP, "friend": FRIEND, "message": plain("?")})).await,
+        "bad_request"
+    );
     assert_eq!(c.code("SimMessage", json!({"friend": 12345, "message": plain("?")})).await, "not_friend");
     assert_eq!(c.code("SimMessage", json!({"group": 777, "sender": 1, "message": plain("?")})).await, "not_in_group");
     bridge.shutdown().await;
@@ -342,16 +365,16 @@ async fn sim_events_change_the_world_and_are_checked() {
 #[tokio::test]
 async fn several_accounts_need_bot() {
     let mut s = settings();
-    s.accounts = vec![
-        botbridge::config::AccountConfig::Sim { id: BOT },
-        botbridge::config::AccountConfig::Sim { id: 10002 },
-    ];
+    s.accounts =
+        vec![botbridge::config::AccountConfig::Sim { id: BOT }, botbridge::config::AccountConfig::Sim { id: 10002 }];
     let bridge = start(s).await;
     let mut c = Client::connect(&bridge.ws_url()).await;
     assert_eq!(c.hello["bots"], json!([BOT, 10002]));
     assert_eq!(c.code("ListGroups", json!({})).await, "ambiguous_bot");
     assert_eq!(c.code("SendToGroup", json!({"group": GROUP, "message": plain("x")})).await, "ambiguous_bot");
-    let seq = c.ok("SimMessage", json!({"bot": 10002, "group": GROUP, "sender": MEMBER, "message": plain("two")})).await["seq"]
+    let seq = c
+        .ok("SimMessage", json!({"bot": 10002, "group": GROUP, "sender": MEMBER, "message": plain("two")}))
+        .await["seq"]
         .as_u64()
         .unwrap();
     let ev = c.event_with_seq(seq).await;

@@ -58,9 +58,8 @@ fn welcome(group: i64, who: i64) {
 const DEFAULTS: [(&str, &str); 2] = [("friends", "accept"), ("invites", "reject")];
 
 fn policy(kind: &str) -> String {
-    kv::get_string(&format!("policy/{kind}")).unwrap_or_else(|| {
-        DEFAULTS.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.to_string()).unwrap_or_default()
-    })
+    kv::get_string(&format!("policy/{kind}"))
+        .unwrap_or_else(|| DEFAULTS.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.to_string()).unwrap_or_default())
 }
 
 fn to_answer(policy: &str, reason: &str) -> Option<Answer> {

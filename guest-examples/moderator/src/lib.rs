@@ -76,7 +76,11 @@ fn manage(message: &Message, group: &Group, sender: &Member, args: &str) {
         words.retain(|w| *w != word);
     }
     match kv::set_string(&key(group.id), &words.join("\n")) {
-        Ok(()) => message.reply_or_log(format!("{} \"{word}\". Keywords: {}", if verb == "add" { "Added" } else { "Removed" }, words.len())),
+        Ok(()) => message.reply_or_log(format!(
+            "{} \"{word}\". Keywords: {}",
+            if verb == "add" { "Added" } else { "Removed" },
+            words.len()
+        )),
         Err(e) => message.reply_or_log(format!("I could not save the list: {e}")),
     }
 }

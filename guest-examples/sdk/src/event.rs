@@ -21,10 +21,19 @@ pub enum Event {
 /// Where a message was said, and by whom.
 #[derive(Debug, Clone)]
 pub enum Scene {
-    Group { group: Group, sender: Member, anonymous: bool },
-    Friend { sender: Friend },
+    Group {
+        group: Group,
+        sender: Member,
+        anonymous: bool,
+    },
+    Friend {
+        sender: Friend,
+    },
     /// A private message from a stranger, by way of `group`.
-    Temp { group: Group, sender: Friend },
+    Temp {
+        group: Group,
+        sender: Friend,
+    },
 }
 
 /// A received message.
@@ -133,7 +142,14 @@ impl From<wit::Event> for Event {
                     MessageEvent::Friend(f) => (Scene::Friend { sender: f.sender }, f.reply_key, f.message),
                     MessageEvent::Temp(t) => (Scene::Temp { group: t.group, sender: t.sender }, t.reply_key, t.message),
                 };
-                Event::Message(Message { seq: event.seq, time: event.time, account: event.bot, scene, reply_key, chain })
+                Event::Message(Message {
+                    seq: event.seq,
+                    time: event.time,
+                    account: event.bot,
+                    scene,
+                    reply_key,
+                    chain,
+                })
             }
             EventData::Revoke(r) => Event::Recall(r),
             EventData::User(u) => Event::User(u),

@@ -49,8 +49,8 @@ pub mod bindings {
 }
 
 pub use bindings::botbridge::bot::types::{
-    At, ChatKind, Element, Error, ErrorCode, Friend, FriendRequest, Group, GroupEvent, GroupInvite, GroupLeft,
-    Image, JoinRequest, Member, MemberJoined, MemberLeft, Mute, Other, Permission, Person, Poke, Quote, Revoke, Sent,
+    At, ChatKind, Element, Error, ErrorCode, Friend, FriendRequest, Group, GroupEvent, GroupInvite, GroupLeft, Image,
+    JoinRequest, Member, MemberJoined, MemberLeft, Mute, Other, Permission, Person, Poke, Quote, Revoke, Sent,
     UserEvent,
 };
 pub use chain::Chain;

@@ -31,7 +31,9 @@ use tracing::Instrument;
 
 use self::wire::{Scene, Upstream};
 use super::{Backend, BackendEvent, EventSink, IncomingMessage, OutgoingMessage, RequestAnswer, Sender, Sent};
-use crate::schema::{ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Permission, Target, UserEvent};
+use crate::schema::{
+    ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Permission, Target, UserEvent,
+};
 
 /// How one account reaches its OneBot implementation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +98,11 @@ struct Inner {
 
 impl OnebotBackend {
     /// Starts the account's connection (forward) or listener (reverse).
-    pub async fn start(config: OnebotConfig, sink: EventSink, shutdown: CancellationToken) -> Result<Arc<Self>, OnebotError> {
+    pub async fn start(
+        config: OnebotConfig,
+        sink: EventSink,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, OnebotError> {
         let (events, events_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             config: config.clone(),
@@ -118,9 +124,11 @@ impl OnebotBackend {
                 tokio::spawn(inner.clone().forward(url.clone(), shutdown).instrument(span));
             }
             Mode::Reverse { listen, path } => {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .map_err(|source| OnebotError::Listen { id: config.id, addr: listen.clone(), source })?;
+                let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| OnebotError::Listen {
+                    id: config.id,
+                    addr: listen.clone(),
+                    source,
+                })?;
                 tracing::info!(account = config.id, "waiting for the OneBot implementation on ws://{listen}{path}");
                 tokio::spawn(inner.clone().reverse(listener, path.clone(), shutdown).instrument(span));
             }
@@ -213,7 +221,8 @@ impl Inner {
         }
         if let Some(expected) = &self.config.access_token {
             let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let given = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("Token "))).map(str::trim);
+            let given =
+                header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("Token "))).map(str::trim);
             let query = req.uri().query().unwrap_or_default();
             let from_query = query.split('&').find_map(|kv| kv.strip_prefix("access_token="));
             if !given.or(from_query).is_some_and(|g| crate::ws::token_matches(g, expected)) {
@@ -340,12 +349,17 @@ impl Inner {
         }
         match tokio::time::timeout(self.config.call_timeout, rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(offline(&format!("{action}: the connection dropped before an answer; it may or may not have been done"))),
+            Ok(Err(_)) => Err(offline(&format!(
+                "{action}: the connection dropped before an answer; it may or may not have been done"
+            ))),
             Err(_) => {
                 self.pending.lock().remove(&echo);
                 Err(OpError::new(
                     ErrorCode::Timeout,
-                    format!("{action}: no answer within {:?}; it may or may not have been done", self.config.call_timeout),
+                    format!(
+                        "{action}: no answer within {:?}; it may or may not have been done",
+                        self.config.call_timeout
+                    ),
                 ))
             }
         }
@@ -388,11 +402,20 @@ impl Inner {
                 Upstream::Message { scene, sender, message_id, time, segments, anonymous } => {
                     let (elements, quote) = wire::elements(&segments);
                     let user = sender.get("user_id").and_then(wire::int).unwrap_or(0);
-                    let friend = || FriendModel { id: user, nick: sender.get("nickname").and_then(Value::as_str).unwrap_or_default().to_owned() };
+                    let friend = || FriendModel {
+                        id: user,
+                        nick: sender.get("nickname").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    };
                     let (target, group, from) = match scene {
-                        Scene::Group { group } => (Target::Group { group }, Some(self.group(group).await), Sender::Member(wire::member(&sender))),
+                        Scene::Group { group } => (
+                            Target::Group { group },
+                            Some(self.group(group).await),
+                            Sender::Member(wire::member(&sender)),
+                        ),
                         Scene::Friend => (Target::Friend { friend: user }, None, Sender::Friend(friend())),
-                        Scene::Temp { group } => (Target::Temp { group, user }, Some(self.group(group).await), Sender::Friend(friend())),
+                        Scene::Temp { group } => {
+                            (Target::Temp { group, user }, Some(self.group(group).await), Sender::Friend(friend()))
+                        }
                     };
                     BackendEvent::Message(IncomingMessage {
                         target,
@@ -443,7 +466,9 @@ impl Inner {
                     g.bot_permission = if *status { Permission::Administrator } else { Permission::Member };
                 }
             }
-            BackendEvent::User { event: UserEvent::GroupLeft { which, .. } | UserEvent::GroupJoined { which }, .. } => {
+            BackendEvent::User {
+                event: UserEvent::GroupLeft { which, .. } | UserEvent::GroupJoined { which }, ..
+            } => {
                 self.groups.lock().remove(which);
             }
             _ => {}
@@ -475,7 +500,9 @@ impl Backend for OnebotBackend {
         let (action, params) = match target {
             Target::Group { group } => ("send_group_msg", json!({"group_id": group, "message": segments})),
             Target::Friend { friend } => ("send_private_msg", json!({"user_id": friend, "message": segments})),
-            Target::Temp { group, user } => ("send_private_msg", json!({"user_id": user, "group_id": group, "message": segments})),
+            Target::Temp { group, user } => {
+                ("send_private_msg", json!({"user_id": user, "group_id": group, "message": segments}))
+            }
         };
         let data = self.inner.call(action, params).await?;
         let backend_id = data
@@ -490,7 +517,10 @@ impl Backend for OnebotBackend {
     }
 
     async fn mute(&self, group: i64, member: i64, seconds: i64) -> Result<(), OpError> {
-        self.inner.call("set_group_ban", json!({"group_id": group, "user_id": member, "duration": seconds})).await.map(|_| ())
+        self.inner
+            .call("set_group_ban", json!({"group_id": group, "user_id": member, "duration": seconds}))
+            .await
+            .map(|_| ())
     }
 
     async fn answer_friend_request(&self, answer: RequestAnswer) -> Result<(), OpError> {

@@ -9,9 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::backend::{BackendEvent, OutgoingMessage, QuoteRef};
-use crate::schema::{
-    Element, GroupEvent, ImageTag, MemberModel, NestedImage, Permission, Target, UserEvent,
-};
+use crate::schema::{Element, GroupEvent, ImageTag, MemberModel, NestedImage, Permission, Target, UserEvent};
 
 /// One message segment: `{"type": …, "data": {…}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +117,10 @@ pub fn elements(segments: &[Segment]) -> (Vec<Element>, Option<QuoteRef>) {
                     Element::Image { id: get("file"), url }
                 }
             }
-            "record" => Element::Voice { url: if get("url").is_empty() { get("file") } else { get("url") }, filename: get("file") },
+            "record" => Element::Voice {
+                url: if get("url").is_empty() { get("file") } else { get("url") },
+                filename: get("file"),
+            },
             "poke" => Element::Poke { poke_type: d.get("type").and_then(int).unwrap_or(0), name: get("name") },
             "json" => Element::LightApp { content: get("data") },
             "xml" => Element::Service { id: d.get("id").and_then(int).unwrap_or(0), content: get("data") },
@@ -154,8 +155,12 @@ pub fn to_segments(message: &OutgoingMessage) -> Vec<Value> {
             Element::AtAll => json!({"type": "at", "data": {"qq": "all"}}),
             Element::Face { id } => json!({"type": "face", "data": {"id": id.to_string()}}),
             Element::Image { url, .. } => json!({"type": "image", "data": {"file": file_url(url)}}),
-            Element::FlashImage { image } => json!({"type": "image", "data": {"file": file_url(&image.url), "type": "flash"}}),
-            Element::Poke { poke_type, .. } => json!({"type": "poke", "data": {"type": poke_type.to_string(), "id": "-1"}}),
+            Element::FlashImage { image } => {
+                json!({"type": "image", "data": {"file": file_url(&image.url), "type": "flash"}})
+            }
+            Element::Poke { poke_type, .. } => {
+                json!({"type": "poke", "data": {"type": poke_type.to_string(), "id": "-1"}})
+            }
             Element::LightApp { content } => json!({"type": "json", "data": {"data": content}}),
             Element::Service { content, .. } => json!({"type": "xml", "data": {"data": content}}),
             Element::Other { kind, data } => json!({"type": kind, "data": data}),
@@ -200,10 +205,14 @@ pub fn member(v: &Value) -> MemberModel {
 /// Where a received message was said.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scene {
-    Group { group: i64 },
+    Group {
+        group: i64,
+    },
     Friend,
     /// A private message by way of a group (`sub_type` "group").
-    Temp { group: i64 },
+    Temp {
+        group: i64,
+    },
 }
 
 /// An upstream event, mapped as far as it can be without asking upstream.
@@ -220,8 +229,13 @@ pub enum Upstream {
     },
     Event(BackendEvent),
     /// `lifecycle` (enable/connect: true; disable: false).
-    Lifecycle { online: bool },
-    Heartbeat { interval_ms: Option<u64>, online: Option<bool> },
+    Lifecycle {
+        online: bool,
+    },
+    Heartbeat {
+        interval_ms: Option<u64>,
+        online: Option<bool>,
+    },
     /// Not for bots: an unknown post type, a message the account itself sent, …
     Ignored,
 }
@@ -313,7 +327,9 @@ fn notice(v: &Value, self_id: i64) -> Option<Upstream> {
             operator: req(v, "operator_id").unwrap_or(0),
             duration: if sub == "lift_ban" { 0 } else { req(v, "duration").unwrap_or(0) },
         }),
-        "group_admin" => group_event(GroupEvent::Admin { who: user?, group: req(v, "group_id")?, status: sub == "set" }),
+        "group_admin" => {
+            group_event(GroupEvent::Admin { who: user?, group: req(v, "group_id")?, status: sub == "set" })
+        }
         "group_increase" if user == Some(self_id) => user_event(UserEvent::GroupJoined { which: req(v, "group_id")? }),
         "group_increase" => group_event(GroupEvent::MemberJoined { who: user?, group: req(v, "group_id")? }),
         "group_decrease" if sub == "kick_me" || user == Some(self_id) => user_event(UserEvent::GroupLeft {
@@ -338,11 +354,22 @@ fn request(v: &Value) -> Option<Upstream> {
     let user = req(v, "user_id")?;
     Some(match (v.get("request_type")?.as_str()?, v.get("sub_type").and_then(Value::as_str).unwrap_or_default()) {
         ("friend", _) => Upstream::Event(BackendEvent::User {
-            event: UserEvent::NewFriendRequest { who: user, nick: String::new(), source: String::new(), comment, request_id: None },
+            event: UserEvent::NewFriendRequest {
+                who: user,
+                nick: String::new(),
+                source: String::new(),
+                comment,
+                request_id: None,
+            },
             request_token: Some(format!("friend:{flag}")),
         }),
         ("group", "invite") => Upstream::Event(BackendEvent::User {
-            event: UserEvent::GroupInvite { group: req(v, "group_id")?, group_name: String::new(), inviter: user, request_id: None },
+            event: UserEvent::GroupInvite {
+                group: req(v, "group_id")?,
+                group_name: String::new(),
+                inviter: user,
+                request_id: None,
+            },
             request_token: Some(format!("invite:{flag}")),
         }),
         ("group", _) => Upstream::Event(BackendEvent::Group {
@@ -365,7 +392,9 @@ mod tests {
 
     #[test]
     fn cq_strings_with_escapes() {
-        let segs = parse_cq("a &#91;b&#93; &amp; c[CQ:at,qq=123][CQ:image,file=x.png,url=http://h/p?a=1&amp;b=2&#44;3]tail[CQ:broken");
+        let segs = parse_cq(
+            "a &#91;b&#93; &amp; c[CQ:at,qq=123][CQ:image,file=x.png,url=http://h/p?a=1&amp;b=2&#44;3]tail[CQ:broken",
+        );
         assert_eq!(segs[0], text_segment("a &#91;b&#93; &amp; c"));
         assert_eq!(str_of(segs[0].data.get("text")), "a [b] & c");
         assert_eq!(segs[1].kind, "at");
