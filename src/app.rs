@@ -13,7 +13,7 @@ use crate::bridge::Bridge;
 use crate::bus::Bus;
 use crate::config::{AccountConfig, Settings};
 use crate::registry::{Clock, Registry, SystemClock};
-use crate::store::{Durable, StateError};
+use crate::store::{KvStore, RedbStore, StateError};
 use crate::wasm::{HostConfig, HostError, WasmHost};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub bridge: Arc<Bridge>,
     pub wasm: WasmHost,
-    durable: Option<Arc<Durable>>,
+    state: Option<RedbStore>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -56,14 +56,14 @@ impl Running {
         self.shutdown.cancel();
         let _ = self.server.await;
         self.wasm.shutdown().await;
-        close_state(self.durable.as_deref());
+        close_state(self.state.as_ref());
     }
 
     /// Resolves when the server has stopped (after `shutdown_token` fired).
     pub async fn wait(self) -> std::io::Result<()> {
         let result = self.server.await.unwrap_or(Ok(()));
         self.wasm.shutdown().await;
-        close_state(self.durable.as_deref());
+        close_state(self.state.as_ref());
         result
     }
 
@@ -72,9 +72,9 @@ impl Running {
     }
 }
 
-fn close_state(durable: Option<&Durable>) {
-    if let Some(durable) = durable
-        && let Err(e) = durable.close()
+fn close_state(state: Option<&RedbStore>) {
+    if let Some(state) = state
+        && let Err(e) = state.close()
     {
         tracing::error!("closing the state file: {e}");
     }
@@ -82,25 +82,25 @@ fn close_state(durable: Option<&Durable>) {
 
 /// Builds the bridge (no servers): registry, bus and accounts, restored from
 /// the state file unless `ephemeral`.
-pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<Arc<Durable>>), StateError> {
+pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<RedbStore>), StateError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (registry, bus, durable, sim_messages) = if settings.ephemeral {
+    let (registry, bus, state, sim_messages) = if settings.ephemeral {
         (Registry::new(settings.registry, clock.clone()), Bus::new(settings.bus), None, Vec::new())
     } else {
-        let (durable, restored) = Durable::open(&settings.state_dir)?;
-        let registry = Registry::restore(settings.registry, clock.clone(), durable.clone(), &restored);
-        let bus = Bus::restore(settings.bus, durable.clone(), &restored);
-        durable.spawn_group_commit();
-        tracing::info!(path = %durable.path().display(), ids = restored.ids.len(), events = restored.events.len(), "state restored");
-        (registry, bus, Some(durable), restored.sim)
+        let (state, restored) = RedbStore::open(&settings.state_dir)?;
+        let registry = Registry::restore(settings.registry, clock.clone(), Arc::new(state.clone()), &restored);
+        let bus = Bus::restore(settings.bus, Arc::new(state.clone()), &restored);
+        state.spawn_group_commit();
+        tracing::info!(path = %state.path().display(), ids = restored.ids.len(), events = restored.events.len(), "state restored");
+        (registry, bus, Some(state), restored.sim)
     };
     let bridge = Bridge::new(Arc::new(registry), bus, clock, settings.media.clone());
     for account in &settings.accounts {
         match account {
             AccountConfig::Sim { id } => {
                 let sim = SimBackend::new(*id, &settings.world, bridge.sink());
-                let sim = match &durable {
-                    Some(durable) => sim.persisted(durable.clone(), &sim_messages),
+                let sim = match &state {
+                    Some(state) => sim.persisted(Arc::new(state.clone()), &sim_messages),
                     None => sim,
                 };
                 bridge.add_account(Arc::new(sim));
@@ -109,12 +109,12 @@ pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<Arc<Durable>>),
             AccountConfig::Onebot { .. } => {}
         }
     }
-    Ok((bridge, durable))
+    Ok((bridge, state))
 }
 
 /// Builds and starts everything.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
-    let (bridge, durable) = build(&settings)?;
+    let (bridge, state) = build(&settings)?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
@@ -136,7 +136,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             max_bot_bytes: settings.max_bot_bytes,
             max_bot_config_bytes: settings.max_bot_config_bytes,
         },
-        durable.clone(),
+        state.clone().map(|s| Arc::new(s) as Arc<dyn KvStore>),
     )?;
     // Watch first, then scan: a file written while the first bots compile is
     // seen by one or the other (a load of an unchanged file is a no-op).
@@ -147,5 +147,5 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let router = crate::http::guard(router, &settings.http);
     let server = tokio::spawn(crate::http::serve(listener, router, settings.http.clone(), shutdown.clone()));
     tracing::info!(%addr, accounts = ?bridge.accounts(), bots = wasm.statuses().len(), "botbridge listening on ws://{addr}/ws");
-    Ok(Running { addr, bridge, wasm, durable, shutdown, server })
+    Ok(Running { addr, bridge, wasm, state, shutdown, server })
 }

@@ -9,12 +9,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use axum::extract::ws::Utf8Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::schema::{Event, EventFrame, Outgoing, OutgoingFrame, OutgoingTag};
-use crate::store::{Durable, Restored};
+use crate::store::{EventLog, Restored};
 
 /// What a frame carries, for consumers that want the typed form (wasm bots).
 #[derive(Debug, Clone, PartialEq)]
@@ -23,12 +22,51 @@ pub enum Payload {
     Outgoing(OutgoingFrame),
 }
 
+/// A frame's JSON text, serialized once and shared (cheaply cloned) by every
+/// consumer; the transports turn it into their own message type at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json(Arc<str>);
+
+impl Json {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The text as `Bytes`, sharing this allocation (no copy).
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        bytes::Bytes::from_owner(ArcStrBytes(self.0.clone()))
+    }
+}
+
+impl From<String> for Json {
+    fn from(s: String) -> Self {
+        Self(s.into())
+    }
+}
+
+/// `Arc<str>` as bytes, for `Bytes::from_owner`.
+struct ArcStrBytes(Arc<str>);
+
+impl AsRef<[u8]> for ArcStrBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 /// One published frame, serialized once and shared by every consumer.
 #[derive(Debug)]
 pub struct Frame {
     pub seq: u64,
     pub payload: Payload,
-    pub json: Utf8Bytes,
+    pub json: Json,
 }
 
 impl Frame {
@@ -80,7 +118,8 @@ pub struct Bus {
     config: BusConfig,
     inner: Mutex<Inner>,
     dropped_consumers: AtomicU64,
-    durable: Option<Arc<Durable>>,
+    /// Where events are kept for `since=` across restarts (None: memory only).
+    log: Option<Arc<dyn EventLog>>,
 }
 
 /// Events a resuming consumer can no longer get: `from..=to` fell out of the buffer.
@@ -134,25 +173,30 @@ impl Bus {
         Self::build(config, 0, VecDeque::new(), None)
     }
 
-    /// A bus kept in `durable`: its replay buffer restored, numbering past
+    /// A bus kept in `log`: its replay buffer restored, numbering past
     /// every `seq` that may have been handed out.
-    pub fn restore(config: BusConfig, durable: Arc<Durable>, restored: &Restored) -> Arc<Self> {
+    pub fn restore(config: BusConfig, log: Arc<dyn EventLog>, restored: &Restored) -> Arc<Self> {
         let ring = restored
             .events
             .iter()
             .filter_map(|(seq, json)| {
                 let frame: EventFrame = serde_json::from_str(json).ok()?;
-                Some(Arc::new(Frame { seq: *seq, payload: Payload::Event(frame), json: Utf8Bytes::from(json.clone()) }))
+                Some(Arc::new(Frame { seq: *seq, payload: Payload::Event(frame), json: Json::from(json.clone()) }))
             })
             .collect();
-        Self::build(config, restored.next_seq - 1, ring, Some(durable))
+        Self::build(config, restored.next_seq - 1, ring, Some(log))
     }
 
-    fn build(config: BusConfig, last_seq: u64, ring: VecDeque<Arc<Frame>>, durable: Option<Arc<Durable>>) -> Arc<Self> {
+    fn build(
+        config: BusConfig,
+        last_seq: u64,
+        ring: VecDeque<Arc<Frame>>,
+        log: Option<Arc<dyn EventLog>>,
+    ) -> Arc<Self> {
         let ring_bytes = ring.iter().map(|f| f.cost()).sum();
         let mut inner = Inner { last_seq, ring, ring_bytes, consumers: Vec::new(), next_consumer: 0 };
         inner.trim(&config);
-        Arc::new(Self { config, inner: Mutex::new(inner), dropped_consumers: AtomicU64::new(0), durable })
+        Arc::new(Self { config, inner: Mutex::new(inner), dropped_consumers: AtomicU64::new(0), log })
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -175,12 +219,14 @@ impl Bus {
         let frame = EventFrame { event, seq, time, bot };
         let json = to_json(&frame);
         inner.last_seq = seq;
-        let text = self.durable.as_ref().map(|_| json.to_string());
+        let stored = self.log.as_ref().map(|_| json.clone());
         self.fan_out(&mut inner, Arc::new(Frame { seq, payload: Payload::Event(frame), json }));
-        if let (Some(durable), Some(text)) = (&self.durable, text) {
-            // The stored log keeps what the ring keeps.
-            let keep_from = inner.ring.front().map_or(seq + 1, |f| f.seq);
-            durable.record_event(seq, text, keep_from);
+        // The stored log keeps what the ring keeps.
+        let keep_from = inner.ring.front().map_or(seq + 1, |f| f.seq);
+        drop(inner);
+        // Recorded outside the lock: a store that commits never holds up a publisher.
+        if let (Some(log), Some(json)) = (&self.log, stored) {
+            log.record(seq, json, keep_from);
         }
         seq
     }
@@ -256,9 +302,9 @@ impl Inner {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Utf8Bytes {
+fn to_json<T: serde::Serialize>(value: &T) -> Json {
     // Serializing our own schema types cannot fail: no maps with non-string keys.
-    Utf8Bytes::from(serde_json::to_string(value).unwrap_or_default())
+    Json::from(serde_json::to_string(value).unwrap_or_default())
 }
 
 #[cfg(test)]

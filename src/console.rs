@@ -20,9 +20,9 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::authorized;
 use crate::wasm::logbook::{HostUpdate, LogLine};
 use crate::wasm::{RunState, WasmHost};
-use crate::ws::authorized;
 
 const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");

@@ -5,6 +5,7 @@
 //! operations flow back through [`bridge::Bridge::execute`].
 
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod bridge;
 pub mod bus;

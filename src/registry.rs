@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::schema::Target;
-use crate::store::Durable;
+use crate::store::{IdLog, Restored, StateError};
 
 /// Milliseconds since the unix epoch; injectable so tests need no sleeps.
 pub trait Clock: Send + Sync + 'static {
@@ -188,7 +188,8 @@ pub struct Registry {
     config: RegistryConfig,
     clock: Arc<dyn Clock>,
     ring: Mutex<Ring>,
-    durable: Option<Arc<Durable>>,
+    /// Where entries are kept (None: in memory only).
+    log: Option<Arc<dyn IdLog>>,
 }
 
 const MAC_LEN: usize = 12;
@@ -200,17 +201,12 @@ impl Registry {
             config,
             clock,
             ring: Mutex::new(Ring { base: 0, slots: VecDeque::new(), by_message: HashMap::new() }),
-            durable: None,
+            log: None,
         }
     }
 
-    /// A registry kept in `durable`, continuing from what it restored.
-    pub fn restore(
-        config: RegistryConfig,
-        clock: Arc<dyn Clock>,
-        durable: Arc<Durable>,
-        restored: &crate::store::Restored,
-    ) -> Self {
+    /// A registry kept in `log`, continuing from what it restored.
+    pub fn restore(config: RegistryConfig, clock: Arc<dyn Clock>, log: Arc<dyn IdLog>, restored: &Restored) -> Self {
         let base = restored.ids.first().map(|(s, _)| *s).unwrap_or(restored.next_serial);
         let mut ring = Ring { base, slots: VecDeque::new(), by_message: HashMap::new() };
         for (serial, bytes) in &restored.ids {
@@ -226,19 +222,19 @@ impl Registry {
         while ring.base + (ring.slots.len() as u64) < restored.next_serial {
             ring.slots.push_back(None);
         }
-        Self { key: restored.key, config, clock, ring: Mutex::new(ring), durable: Some(durable) }
+        Self { key: restored.key, config, clock, ring: Mutex::new(ring), log: Some(log) }
     }
 
-    /// Makes every ID issued so far durable. Blocks for an fsync.
-    pub fn commit(&self) -> Result<(), crate::store::StateError> {
-        match &self.durable {
-            Some(d) => d.commit(),
+    /// Makes every ID issued so far durable.
+    pub async fn commit(&self) -> Result<(), StateError> {
+        match &self.log {
+            Some(log) => log.commit().await,
             None => Ok(()),
         }
     }
 
     pub fn is_durable(&self) -> bool {
-        self.durable.is_some()
+        self.log.is_some()
     }
 
     pub fn config(&self) -> RegistryConfig {
@@ -250,19 +246,20 @@ impl Registry {
         let now = self.clock.now_ms();
         let kind = handle.kind();
         let mut ring = self.ring.lock();
-        self.prune(&mut ring, now, self.config.capacity.saturating_sub(1));
+        let pruned = self.prune(&mut ring, now, self.config.capacity.saturating_sub(1));
         let serial = ring.base + ring.slots.len() as u64;
         if let Handle::Source(info) = &handle {
             ring.by_message.insert(info.msg, serial);
         }
         let slot = Slot { expires_ms: now + self.config.ttl.as_millis() as u64, handle };
-        if let Some(durable) = &self.durable
-            && let Ok(bytes) = serde_json::to_vec(&slot)
-        {
-            durable.record_id(serial, bytes);
-        }
+        let entry = self.log.as_ref().and_then(|_| serde_json::to_vec(&slot).ok());
         ring.slots.push_back(Some(slot));
         drop(ring);
+        // Recorded outside the ring's lock: a store that commits never holds up a lookup.
+        self.record_pruned(pruned);
+        if let (Some(log), Some(entry)) = (&self.log, entry) {
+            log.record(serial, entry);
+        }
         self.encode(kind, serial)
     }
 
@@ -270,9 +267,11 @@ impl Registry {
     pub fn source_of(&self, msg: &MessageRef) -> Option<String> {
         let now = self.clock.now_ms();
         let mut ring = self.ring.lock();
-        self.prune(&mut ring, now, self.config.capacity);
-        let serial = *ring.by_message.get(msg)?;
+        let pruned = self.prune(&mut ring, now, self.config.capacity);
+        let serial = ring.by_message.get(msg).copied();
         drop(ring);
+        self.record_pruned(pruned);
+        let serial = serial?;
         Some(self.encode(IdKind::Source, serial))
     }
 
@@ -284,30 +283,45 @@ impl Registry {
         }
         let now = self.clock.now_ms();
         let mut ring = self.ring.lock();
-        self.prune(&mut ring, now, self.config.capacity);
-        if serial < ring.base {
-            return Err(LookupError::Expired);
-        }
-        match ring.slots.get((serial - ring.base) as usize) {
-            Some(Some(slot)) => Ok(slot.handle.clone()),
-            Some(None) => Err(LookupError::Expired),
-            None => Err(LookupError::Unknown),
-        }
+        let pruned = self.prune(&mut ring, now, self.config.capacity);
+        let found = if serial < ring.base {
+            Err(LookupError::Expired)
+        } else {
+            match ring.slots.get((serial - ring.base) as usize) {
+                Some(Some(slot)) => Ok(slot.handle.clone()),
+                Some(None) => Err(LookupError::Expired),
+                None => Err(LookupError::Unknown),
+            }
+        };
+        drop(ring);
+        self.record_pruned(pruned);
+        found
     }
 
     /// Live entries.
     pub fn len(&self) -> usize {
         let mut ring = self.ring.lock();
-        self.prune(&mut ring, self.clock.now_ms(), self.config.capacity);
-        ring.slots.len()
+        let pruned = self.prune(&mut ring, self.clock.now_ms(), self.config.capacity);
+        let len = ring.slots.len();
+        drop(ring);
+        self.record_pruned(pruned);
+        len
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Tells the log that entries below `base` are gone, if any went.
+    fn record_pruned(&self, base: Option<u64>) {
+        if let (Some(log), Some(base)) = (&self.log, base) {
+            log.prune(base);
+        }
+    }
+
     /// Drops expired entries, then the oldest until at most `keep` remain.
-    fn prune(&self, ring: &mut Ring, now: u64, keep: usize) {
+    /// Returns the new base when entries went.
+    fn prune(&self, ring: &mut Ring, now: u64, keep: usize) -> Option<u64> {
         let base = ring.base;
         while let Some(front) = ring.slots.front() {
             let live = front.as_ref().is_some_and(|s| s.expires_ms > now);
@@ -322,11 +336,7 @@ impl Registry {
             }
             ring.base += 1;
         }
-        if ring.base != base
-            && let Some(durable) = &self.durable
-        {
-            durable.prune_ids(ring.base);
-        }
+        (ring.base != base).then_some(ring.base)
     }
 
     fn mac(&self, kind: IdKind, serial: u64) -> [u8; MAC_LEN] {

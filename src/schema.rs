@@ -718,74 +718,67 @@ pub enum OpData {
     Done {},
 }
 
-/// Stable error codes, shared by the WebSocket protocol and the WIT world.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    MalformedJson,
-    BadRequest,
-    UnknownType,
-    UnknownBot,
-    AmbiguousBot,
-    UnknownReplyKey,
-    ExpiredReplyKey,
-    UnknownMessage,
-    ExpiredMessage,
-    UnknownReceipt,
-    ExpiredReceipt,
-    UnknownRequest,
-    ExpiredRequest,
-    AlreadyHandled,
-    AlreadyRecalled,
-    NotInGroup,
-    NotFriend,
-    UnknownMember,
-    PermissionDenied,
-    Muted,
-    BadMessage,
-    Unsupported,
-    Forbidden,
-    RateLimited,
-    Offline,
-    Timeout,
-    UpstreamError,
-    Internal,
+/// The one list of error codes: the Rust variant and its wire name. The WIT
+/// enum's cases are the same names in kebab case, and `wasm::convert` maps
+/// them through this list too, so a code missing from either side cannot compile.
+macro_rules! for_each_error_code {
+    ($m:ident) => {
+        $m! {
+            MalformedJson = "malformed_json",
+            BadRequest = "bad_request",
+            UnknownType = "unknown_type",
+            UnknownBot = "unknown_bot",
+            AmbiguousBot = "ambiguous_bot",
+            UnknownReplyKey = "unknown_reply_key",
+            ExpiredReplyKey = "expired_reply_key",
+            UnknownMessage = "unknown_message",
+            ExpiredMessage = "expired_message",
+            UnknownReceipt = "unknown_receipt",
+            ExpiredReceipt = "expired_receipt",
+            UnknownRequest = "unknown_request",
+            ExpiredRequest = "expired_request",
+            AlreadyHandled = "already_handled",
+            AlreadyRecalled = "already_recalled",
+            NotInGroup = "not_in_group",
+            NotFriend = "not_friend",
+            UnknownMember = "unknown_member",
+            PermissionDenied = "permission_denied",
+            Muted = "muted",
+            BadMessage = "bad_message",
+            Unsupported = "unsupported",
+            Forbidden = "forbidden",
+            RateLimited = "rate_limited",
+            Offline = "offline",
+            Timeout = "timeout",
+            UpstreamError = "upstream_error",
+            Internal = "internal",
+        }
+    };
 }
 
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MalformedJson => "malformed_json",
-            Self::BadRequest => "bad_request",
-            Self::UnknownType => "unknown_type",
-            Self::UnknownBot => "unknown_bot",
-            Self::AmbiguousBot => "ambiguous_bot",
-            Self::UnknownReplyKey => "unknown_reply_key",
-            Self::ExpiredReplyKey => "expired_reply_key",
-            Self::UnknownMessage => "unknown_message",
-            Self::ExpiredMessage => "expired_message",
-            Self::UnknownReceipt => "unknown_receipt",
-            Self::ExpiredReceipt => "expired_receipt",
-            Self::UnknownRequest => "unknown_request",
-            Self::ExpiredRequest => "expired_request",
-            Self::AlreadyHandled => "already_handled",
-            Self::AlreadyRecalled => "already_recalled",
-            Self::NotInGroup => "not_in_group",
-            Self::NotFriend => "not_friend",
-            Self::UnknownMember => "unknown_member",
-            Self::PermissionDenied => "permission_denied",
-            Self::Muted => "muted",
-            Self::BadMessage => "bad_message",
-            Self::Unsupported => "unsupported",
-            Self::Forbidden => "forbidden",
-            Self::RateLimited => "rate_limited",
-            Self::Offline => "offline",
-            Self::Timeout => "timeout",
-            Self::UpstreamError => "upstream_error",
-            Self::Internal => "internal",
+macro_rules! define_error_code {
+    ($( $name:ident = $wire:literal, )*) => {
+        /// Stable error codes, shared by the WebSocket protocol and the WIT world.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorCode {
+            $( #[serde(rename = $wire)] $name, )*
         }
-    }
+
+        impl ErrorCode {
+            pub const ALL: &[ErrorCode] = &[$( ErrorCode::$name, )*];
+
+            /// The wire name, e.g. `unknown_reply_key`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$name => $wire, )*
+                }
+            }
+        }
+    };
 }
+
+for_each_error_code!(define_error_code);
+pub(crate) use for_each_error_code;
 
 /// A failed operation: a stable `code` to match on and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

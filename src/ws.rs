@@ -13,20 +13,22 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::auth::authorized;
 use crate::bridge::{Bridge, Caller};
-use crate::bus::Subscription;
-use crate::schema::{Gap, GapTag, Hello, HelloTag, OpData, OpError, PROTOCOL_VERSION, Request, ResultFrame};
+use crate::bus::{Frame, Json, Subscription};
+use crate::schema::{
+    BadRequest, ErrorCode, Gap, GapTag, Hello, HelloTag, OpData, OpError, PROTOCOL_VERSION, Request, ResultFrame,
+};
 
 /// Close code for a client whose queue overflowed: reconnect with `?since=`.
 pub const CLOSE_LAGGED: u16 = 4008;
@@ -72,23 +74,6 @@ struct AppState {
 pub fn router(bridge: Arc<Bridge>, config: WsConfig, shutdown: CancellationToken) -> Router {
     let state = AppState { bridge, config: Arc::new(config), shutdown, clients: Arc::new(AtomicU64::new(0)) };
     Router::new().route("/ws", get(upgrade)).with_state(state)
-}
-
-/// Compares in constant time (over the longer length).
-pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
-    let (a, b) = (blake3::hash(given.as_bytes()), blake3::hash(expected.as_bytes()));
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
-}
-
-/// Checks `Authorization: Bearer` or `?token=` against the configured token.
-pub fn authorized(expected: Option<&str>, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
-    let Some(expected) = expected else { return true };
-    let given = bearer(headers).or(query.get("token").map(String::as_str));
-    given.is_some_and(|g| token_matches(g, expected))
 }
 
 async fn upgrade(
@@ -157,6 +142,12 @@ pub enum End {
 }
 
 type Pending = Pin<Box<dyn Future<Output = (Value, Result<OpData, OpError>)> + Send>>;
+
+/// A bus frame's JSON as a WebSocket text message, sharing its bytes.
+fn ws_text(json: &Json) -> Message {
+    // `Json` is a `str`, so the check passes; it is a scan, not a copy.
+    Message::Text(Utf8Bytes::try_from(json.to_bytes()).unwrap_or_default())
+}
 
 fn text<T: serde::Serialize>(value: &T) -> Message {
     Message::Text(Utf8Bytes::from(serde_json::to_string(value).unwrap_or_default()))
@@ -247,88 +238,124 @@ async fn within(
     }
 }
 
+/// Where a connection is: what it has pending and when it last heard the client.
+struct Conn {
+    pending: FuturesUnordered<Pending>,
+    last_heard: Instant,
+}
+
 async fn run<S>(socket: &mut S, sub: &mut Subscription, session: &Session) -> Result<std::convert::Infallible, End>
 where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin + Send,
 {
-    let bots = session.bridge.accounts();
-    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut ping = tokio::time::interval_at(Instant::now() + session.ping_interval, session.ping_interval);
-    let mut last_heard = Instant::now();
     let (mut sink, mut stream) = futures::StreamExt::split(socket);
     let mut out = Writer { socket: &mut sink, deadline: session.ping_interval / 2, delivered: sub.last_seq };
-    out.feed(text(&Hello { tag: HelloTag::Hello, protocol: PROTOCOL_VERSION, seq: sub.last_seq, bots })).await?;
-    if let Some(m) = sub.missed {
-        out.feed(text(&Gap { tag: GapTag::Gap, from: m.from, to: m.to })).await?;
-    }
-    for frame in std::mem::take(&mut sub.replay) {
-        out.feed(Message::Text(frame.json.clone())).await?;
-    }
-    out.flush().await?;
+    greet(&mut out, sub, session).await?;
+    let mut conn = Conn { pending: FuturesUnordered::new(), last_heard: Instant::now() };
     loop {
         tokio::select! {
             biased;
             _ = session.shutdown.cancelled() => return Err(End::Shutdown),
             incoming = stream.next() => {
-                last_heard = Instant::now();
-                let msg = match incoming {
+                conn.last_heard = Instant::now();
+                match incoming {
                     None => return Err(End::ClientClosed),
                     Some(Err(e)) => return Err(read_error(e)),
-                    Some(Ok(msg)) => msg,
-                };
-                let request = match msg {
-                    Message::Text(t) => Request::decode(t.as_str()),
-                    Message::Binary(_) => Err(crate::schema::BadRequest {
-                        id: Value::Null,
-                        error: OpError::new(crate::schema::ErrorCode::MalformedJson, "frames are JSON text, not binary"),
-                    }),
-                    Message::Close(_) => return Err(End::ClientClosed),
-                    Message::Ping(_) | Message::Pong(_) => {
-                        // tungstenite queued the pong; send it.
-                        out.flush().await?;
-                        continue;
-                    }
-                };
-                match request {
-                    Ok(Request { id, op }) => {
-                        tracing::debug!(op = op.name(), "operation");
-                        let bridge = session.bridge.clone();
-                        let caller = session.caller.clone();
-                        let mut fut: Pending = Box::pin(async move { (id, bridge.execute(&caller, op).await) });
-                        // Most operations finish at once: answer without a round through the set.
-                        match (&mut fut).now_or_never() {
-                            Some((id, outcome)) => out.send(text(&ResultFrame::new(id, outcome))).await?,
-                            None => pending.push(fut),
-                        }
-                    }
-                    Err(bad) => out.send(text(&ResultFrame::new(bad.id, Err(bad.error)))).await?,
+                    Some(Ok(msg)) => on_message(&mut out, &mut conn, session, msg).await?,
                 }
             }
-            Some((id, outcome)) = pending.next(), if !pending.is_empty() => {
+            Some((id, outcome)) = conn.pending.next(), if !conn.pending.is_empty() => {
                 out.send(text(&ResultFrame::new(id, outcome))).await?;
             }
             frame = sub.recv() => {
                 let Some(frame) = frame else {
                     return Err(if sub.lagged() { End::Lagged { last_seq: out.delivered } } else { End::Shutdown });
                 };
-                let mut last = frame.seq;
-                out.feed(Message::Text(frame.json.clone())).await?;
-                let mut n = 1;
-                while n < MAX_BATCH {
-                    let Some(frame) = sub.try_recv() else { break };
-                    last = frame.seq;
-                    out.feed(Message::Text(frame.json.clone())).await?;
-                    n += 1;
-                }
-                out.flush().await?;
-                out.delivered = last;
+                on_frames(&mut out, sub, frame).await?;
             }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > session.ping_interval * 3 {
-                    return Err(End::Idle);
-                }
-                out.send(Message::Ping(Default::default())).await?;
-            }
+            _ = ping.tick() => on_tick(&mut out, conn.last_heard, session).await?,
         }
     }
+}
+
+/// `hello`, then a `gap` if `since` was too old, then the replay.
+async fn greet<S>(out: &mut Writer<'_, S>, sub: &mut Subscription, session: &Session) -> Result<(), End>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let bots = session.bridge.accounts();
+    out.feed(text(&Hello { tag: HelloTag::Hello, protocol: PROTOCOL_VERSION, seq: sub.last_seq, bots })).await?;
+    if let Some(m) = sub.missed {
+        out.feed(text(&Gap { tag: GapTag::Gap, from: m.from, to: m.to })).await?;
+    }
+    for frame in std::mem::take(&mut sub.replay) {
+        out.feed(ws_text(&frame.json)).await?;
+    }
+    out.flush().await
+}
+
+/// A client frame: an operation to run (answered at once when it finishes at
+/// once, else when it does), a bad frame to answer, or a control frame.
+async fn on_message<S>(out: &mut Writer<'_, S>, conn: &mut Conn, session: &Session, msg: Message) -> Result<(), End>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let request = match msg {
+        Message::Text(t) => Request::decode(t.as_str()),
+        Message::Binary(_) => Err(BadRequest {
+            id: Value::Null,
+            error: OpError::new(ErrorCode::MalformedJson, "frames are JSON text, not binary"),
+        }),
+        Message::Close(_) => return Err(End::ClientClosed),
+        // tungstenite queued the pong; send it.
+        Message::Ping(_) | Message::Pong(_) => return out.flush().await,
+    };
+    match request {
+        Ok(Request { id, op }) => {
+            tracing::debug!(op = op.name(), "operation");
+            let bridge = session.bridge.clone();
+            let caller = session.caller.clone();
+            let mut fut: Pending = Box::pin(async move { (id, bridge.execute(&caller, op).await) });
+            // Most operations finish at once: answer without a round through the set.
+            match (&mut fut).now_or_never() {
+                Some((id, outcome)) => out.send(text(&ResultFrame::new(id, outcome))).await,
+                None => {
+                    conn.pending.push(fut);
+                    Ok(())
+                }
+            }
+        }
+        Err(bad) => out.send(text(&ResultFrame::new(bad.id, Err(bad.error)))).await,
+    }
+}
+
+/// Bus frames: this one and what else is queued, up to `MAX_BATCH`, in one flush.
+async fn on_frames<S>(out: &mut Writer<'_, S>, sub: &mut Subscription, first: Arc<Frame>) -> Result<(), End>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let mut last = first.seq;
+    out.feed(ws_text(&first.json)).await?;
+    let mut n = 1;
+    while n < MAX_BATCH {
+        let Some(frame) = sub.try_recv() else { break };
+        last = frame.seq;
+        out.feed(ws_text(&frame.json)).await?;
+        n += 1;
+    }
+    out.flush().await?;
+    out.delivered = last;
+    Ok(())
+}
+
+/// The ping interval: close a client silent for three of them, else ping it.
+async fn on_tick<S>(out: &mut Writer<'_, S>, last_heard: Instant, session: &Session) -> Result<(), End>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    if last_heard.elapsed() > session.ping_interval * 3 {
+        return Err(End::Idle);
+    }
+    out.send(Message::Ping(Default::default())).await
 }

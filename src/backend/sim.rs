@@ -19,7 +19,7 @@ use crate::registry::RequestKind;
 use crate::schema::{
     ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Permission, Target, UserEvent, chain_text,
 };
-use crate::store::Durable;
+use crate::store::SimLog;
 
 /// Messages the world remembers (for recalls and quotes); older ones are forgotten.
 const MAX_MESSAGES: i64 = 100_000;
@@ -180,7 +180,7 @@ struct World {
     requests: HashMap<String, PendingRequest>,
     next_request: u64,
     /// Where messages are kept across restarts (None: in memory only).
-    store: Option<(i64, Arc<Durable>)>,
+    store: Option<(i64, Arc<dyn SimLog>)>,
 }
 
 /// One simulated account.
@@ -242,9 +242,9 @@ impl SimBackend {
         Self { account, world: Mutex::new(world), sink }
     }
 
-    /// Keeps this account's messages in `durable`, starting from those it had
+    /// Keeps this account's messages in `log`, starting from those it had
     /// (`restored`), so a Recall after a restart finds its message.
-    pub fn persisted(self, durable: Arc<Durable>, restored: &[((i64, i64), Vec<u8>)]) -> Self {
+    pub fn persisted(self, log: Arc<dyn SimLog>, restored: &[((i64, i64), Vec<u8>)]) -> Self {
         {
             let mut w = self.world.lock();
             for ((account, number), record) in restored {
@@ -258,7 +258,7 @@ impl SimBackend {
                     Err(e) => tracing::warn!(account, number, "skipping an unreadable stored sim message: {e}"),
                 }
             }
-            w.store = Some((self.account, durable));
+            w.store = Some((self.account, log));
         }
         self
     }
@@ -271,9 +271,9 @@ impl SimBackend {
 impl World {
     /// Records message `number` as it now is (or that it is gone) for the next commit.
     fn persist(&self, number: i64) {
-        let Some((account, durable)) = &self.store else { return };
+        let Some((account, log)) = &self.store else { return };
         let record = self.messages.get(&number).and_then(|m| serde_json::to_vec(m).ok());
-        durable.record_sim(*account, number, record);
+        log.record(*account, number, record);
     }
 
     fn group(&self, id: i64) -> Result<&Group, OpError> {

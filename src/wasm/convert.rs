@@ -188,37 +188,13 @@ pub fn event(frame: &s::EventFrame) -> w::Event {
 }
 
 pub fn error(e: s::OpError) -> w::Error {
-    use s::ErrorCode as C;
-    use w::ErrorCode as W;
-    let code = match e.code {
-        C::MalformedJson => W::MalformedJson,
-        C::BadRequest => W::BadRequest,
-        C::UnknownType => W::UnknownType,
-        C::UnknownBot => W::UnknownBot,
-        C::AmbiguousBot => W::AmbiguousBot,
-        C::UnknownReplyKey => W::UnknownReplyKey,
-        C::ExpiredReplyKey => W::ExpiredReplyKey,
-        C::UnknownMessage => W::UnknownMessage,
-        C::ExpiredMessage => W::ExpiredMessage,
-        C::UnknownReceipt => W::UnknownReceipt,
-        C::ExpiredReceipt => W::ExpiredReceipt,
-        C::UnknownRequest => W::UnknownRequest,
-        C::ExpiredRequest => W::ExpiredRequest,
-        C::AlreadyHandled => W::AlreadyHandled,
-        C::AlreadyRecalled => W::AlreadyRecalled,
-        C::NotInGroup => W::NotInGroup,
-        C::NotFriend => W::NotFriend,
-        C::UnknownMember => W::UnknownMember,
-        C::PermissionDenied => W::PermissionDenied,
-        C::Muted => W::Muted,
-        C::BadMessage => W::BadMessage,
-        C::Unsupported => W::Unsupported,
-        C::Forbidden => W::Forbidden,
-        C::RateLimited => W::RateLimited,
-        C::Offline => W::Offline,
-        C::Timeout => W::Timeout,
-        C::UpstreamError => W::UpstreamError,
-        C::Internal => W::Internal,
-    };
+    macro_rules! to_wit {
+        ($( $name:ident = $wire:literal, )*) => {
+            match e.code {
+                $( s::ErrorCode::$name => w::ErrorCode::$name, )*
+            }
+        };
+    }
+    let code = s::for_each_error_code!(to_wit);
     w::Error { code, message: e.message }
 }

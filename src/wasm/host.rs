@@ -14,7 +14,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::Bot;
 use super::folder::{self, FileError, bot_name};
-use super::kv::KvStore;
+use super::kv::Buckets;
 use super::limits::{BotConfig, LogGate, MAX_MEMORY_MB};
 use super::logbook::Logbook;
 use super::runner::{BotStatus, RunState, Runner};
@@ -76,7 +76,7 @@ struct Inner {
     engine: Engine,
     linker: Linker<BotState>,
     bridge: Arc<Bridge>,
-    kv: KvStore,
+    kv: Buckets,
     config: HostConfig,
     slots: Mutex<HashMap<String, Slot>>,
     /// Loads of one bot happen one at a time; different bots load in parallel.
@@ -123,11 +123,11 @@ fn linker(engine: &Engine) -> Result<Linker<BotState>, HostError> {
 
 impl WasmHost {
     /// Makes the engine and starts the epoch ticker. Loads nothing yet.
-    /// `durable` keeps the bots' kv data; None keeps it in memory.
+    /// `kv` keeps the bots' kv data; None keeps it in memory.
     pub fn new(
         bridge: Arc<Bridge>,
         config: HostConfig,
-        durable: Option<Arc<crate::store::Durable>>,
+        kv: Option<Arc<dyn crate::store::KvStore>>,
     ) -> Result<Self, HostError> {
         let engine = engine(config.max_bots)?;
         let linker = linker(&engine)?;
@@ -142,7 +142,7 @@ impl WasmHost {
                 }
             })
             .map_err(|e| HostError::Engine(e.to_string()))?;
-        let kv = KvStore::new(durable);
+        let kv = Buckets::new(kv);
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -178,9 +178,9 @@ impl WasmHost {
         self.inner.slots.lock().get(name).map(|s| s.status.lock().handled)
     }
 
-    /// A value in bot `bot`'s kv store.
+    /// A value in bot `bot`'s kv data, if the bot ran since start-up.
     pub fn kv_get(&self, bot: &str, key: &str) -> Option<Vec<u8>> {
-        self.inner.kv.bucket(bot).lock().get(key)
+        self.inner.kv.loaded(bot)?.get(key)
     }
 
     /// Recent log lines of every bot, and a feed of new ones and of status changes.
@@ -295,7 +295,7 @@ impl WasmHost {
             pre,
             config: config.clone(),
             bridge: inner.bridge.clone(),
-            kv: inner.kv.bucket(name),
+            kv: inner.kv.bucket(name).await,
             logbook: inner.logbook.clone(),
             log: BotLog {
                 bot: Arc::from(name),

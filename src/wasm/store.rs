@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::botbridge::bot::{kv, log, operations, types};
 use super::convert;
-use super::kv::Bucket;
+use super::kv::{Bucket, KvError};
 use super::limits::{BotConfig, LogGate, RateLimiter};
 use super::logbook::{Logbook, MAX_LINE, cut};
 use crate::bridge::{Bridge, Caller};
@@ -27,7 +27,7 @@ pub struct BotState {
     caller: Caller,
     limits: StoreLimits,
     rate: RateLimiter,
-    kv: Arc<Mutex<Bucket>>,
+    kv: Arc<Bucket>,
     log: BotLog,
     /// Ticks used by the current call, and how many it may use.
     ticks: u64,
@@ -225,25 +225,28 @@ impl BotLog {
 
 impl kv::Host for BotState {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.kv.lock().get(&key)
+        self.kv.get(&key)
     }
 
+    /// Durable (committed by the store) before it is acknowledged.
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        // The write is committed (an fsync) before it is acknowledged: off the async threads.
-        let kv = self.kv.clone();
-        tokio::task::spawn_blocking(move || kv.lock().set(key, value)).await.unwrap_or_else(|e| Err(e.to_string()))
+        self.kv.set(key, value).await.map_err(|e| match e {
+            KvError::Store(ref source) => {
+                tracing::error!(bot = %self.name, "kv write failed: {source:#}");
+                e.to_string()
+            }
+            refused => refused.to_string(),
+        })
     }
 
     async fn delete(&mut self, key: String) {
-        let kv = self.kv.clone();
-        let deleted = tokio::task::spawn_blocking(move || kv.lock().delete(&key)).await;
-        if let Ok(Err(e)) = deleted {
+        if let Err(e) = self.kv.delete(&key).await {
             tracing::warn!(bot = %self.name, "kv delete: {e}");
         }
     }
 
     async fn list(&mut self, prefix: String) -> Vec<String> {
-        self.kv.lock().list(&prefix)
+        self.kv.list(&prefix)
     }
 }
 
@@ -318,7 +321,7 @@ pub struct BotTemplate {
     pub pre: InstancePre<BotState>,
     pub config: BotConfig,
     pub bridge: Arc<Bridge>,
-    pub kv: Arc<Mutex<Bucket>>,
+    pub kv: Arc<Bucket>,
     pub logbook: Arc<Logbook>,
     /// Shared by every instance of this version, so a restart does not refill it.
     pub log: BotLog,

@@ -111,7 +111,7 @@ async fn the_replay_buffer_and_the_stored_log_are_bounded_in_bytes() {
     check(replay_from_zero(&bridge.ws_url()).await);
     bridge.shutdown().await;
     // On disk too: the state file holds no more than the window.
-    let (durable, restored) = botbridge::store::Durable::open(&s.state_dir).unwrap();
+    let (durable, restored) = botbridge::store::RedbStore::open(&s.state_dir).unwrap();
     let stored: usize = restored.events.iter().map(|(_, json)| json.len()).sum();
     assert!(stored <= (256 << 10) + botbridge::store::MAX_UNCOMMITTED_BYTES, "{stored} bytes stored");
     assert!(restored.events.len() < 60, "{} events stored", restored.events.len());

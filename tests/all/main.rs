@@ -12,6 +12,7 @@ mod onebot;
 mod wasm_bots;
 mod wasm_reload;
 mod wasm_sandbox;
+mod wit_contract;
 mod ws_auth;
 mod ws_input;
 mod ws_keepalive;

@@ -1,0 +1,125 @@
+//! Upstream events → backend events, in arrival order, by one task: messages
+//! get their group's model (asked for once, then cached), the link's state
+//! becomes online/offline events, heartbeats are noted.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::wire::{self, Scene, Upstream};
+use super::{Inbound, Inner};
+use crate::backend::{BackendEvent, IncomingMessage, Sender};
+use crate::schema::{FriendModel, GroupEvent, GroupModel, Permission, Target, UserEvent};
+
+impl Inner {
+    /// A group's model: cached, else asked for (name, and the account's rank).
+    pub(super) async fn group(&self, group: i64) -> GroupModel {
+        if let Some(model) = self.groups.lock().get(&group) {
+            return model.clone();
+        }
+        let info = self.call("get_group_info", json!({"group_id": group})).await;
+        let me = self.call("get_group_member_info", json!({"group_id": group, "user_id": self.config.id})).await;
+        let name = info.as_ref().ok().and_then(|d| d.get("group_name")).and_then(Value::as_str).unwrap_or_default();
+        let rank = me.as_ref().ok().and_then(|d| d.get("role")).and_then(Value::as_str).map(wire::permission);
+        let model = GroupModel { id: group, name: name.to_owned(), bot_permission: rank.unwrap_or(Permission::Member) };
+        if info.is_ok() && me.is_ok() {
+            self.groups.lock().insert(group, model.clone());
+        }
+        model
+    }
+    /// Maps events in arrival order and hands them to the bridge.
+    pub(super) async fn map_events(self: Arc<Self>, mut inbound: mpsc::UnboundedReceiver<Inbound>) {
+        let id = self.config.id;
+        while let Some(next) = inbound.recv().await {
+            let frame = match next {
+                Inbound::Frame(frame) => frame,
+                Inbound::Link { online } => {
+                    self.set_online_now(online);
+                    continue;
+                }
+            };
+            let Some(upstream) = wire::event(&frame, id) else {
+                tracing::warn!("ignoring an event with missing or malformed fields: {frame}");
+                continue;
+            };
+            let event = match upstream {
+                Upstream::Message { scene, sender, message_id, time, segments, anonymous } => {
+                    let (elements, quote) = wire::elements(&segments);
+                    let user = sender.get("user_id").and_then(wire::int).unwrap_or(0);
+                    let friend = || FriendModel {
+                        id: user,
+                        nick: sender.get("nickname").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    };
+                    let (target, group, from) = match scene {
+                        Scene::Group { group } => (
+                            Target::Group { group },
+                            Some(self.group(group).await),
+                            Sender::Member(wire::member(&sender)),
+                        ),
+                        Scene::Friend => (Target::Friend { friend: user }, None, Sender::Friend(friend())),
+                        Scene::Temp { group } => {
+                            (Target::Temp { group, user }, Some(self.group(group).await), Sender::Friend(friend()))
+                        }
+                    };
+                    BackendEvent::Message(IncomingMessage {
+                        target,
+                        group,
+                        sender: from,
+                        backend_id: message_id,
+                        time,
+                        quote,
+                        elements,
+                        anonymous,
+                    })
+                }
+                Upstream::Event(event) => {
+                    self.update_cache(&event);
+                    event
+                }
+                Upstream::Lifecycle { online } => {
+                    self.set_online_now(online);
+                    continue;
+                }
+                Upstream::Heartbeat { interval_ms, online } => {
+                    if let Some(ms) = interval_ms.filter(|ms| *ms > 0) {
+                        *self.heartbeat.lock() = Some((Instant::now(), Duration::from_millis(ms)));
+                    }
+                    self.set_online_now(online.unwrap_or(true));
+                    continue;
+                }
+                Upstream::Ignored => continue,
+            };
+            (self.sink)(id, event);
+        }
+    }
+
+    /// Emits online/offline when the state changes (event task only).
+    pub(super) fn set_online_now(&self, online: bool) {
+        if self.online.swap(online, Ordering::SeqCst) != online {
+            let event = if online { UserEvent::Online } else { UserEvent::Offline };
+            tracing::info!(online, "account state");
+            (self.sink)(self.config.id, BackendEvent::User { event, request_token: None });
+        }
+    }
+
+    fn update_cache(&self, event: &BackendEvent) {
+        let me = self.config.id;
+        match event {
+            BackendEvent::Group { event: GroupEvent::Admin { who, group, status }, .. } if *who == me => {
+                if let Some(g) = self.groups.lock().get_mut(group) {
+                    g.bot_permission = if *status { Permission::Administrator } else { Permission::Member };
+                }
+            }
+            BackendEvent::User {
+                event: UserEvent::GroupLeft { which, .. } | UserEvent::GroupJoined { which }, ..
+            } => {
+                self.groups.lock().remove(which);
+            }
+            _ => {}
+        }
+    }
+}

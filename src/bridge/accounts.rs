@@ -1,0 +1,78 @@
+//! The accounts the bridge acts for, and the registry IDs an operation names,
+//! resolved to what they stand for (or to the error code the protocol promises).
+
+use std::sync::Arc;
+
+use super::Bridge;
+use crate::backend::Backend;
+use crate::registry::{Handle, IdKind, LookupError, MessageRef, RequestInfo, RequestKind, SourceInfo};
+use crate::schema::{ErrorCode, OpError};
+
+pub(super) fn lookup_error(kind: IdKind, e: LookupError) -> OpError {
+    use ErrorCode::*;
+    let (code, what) = match (kind, e) {
+        (IdKind::Source, LookupError::Unknown) => (UnknownMessage, "message source"),
+        (IdKind::Source, LookupError::Expired) => (ExpiredMessage, "message source"),
+        (IdKind::ReplyKey, LookupError::Unknown) => (UnknownReplyKey, "reply key"),
+        (IdKind::ReplyKey, LookupError::Expired) => (ExpiredReplyKey, "reply key"),
+        (IdKind::Receipt, LookupError::Unknown) => (UnknownReceipt, "receipt"),
+        (IdKind::Receipt, LookupError::Expired) => (ExpiredReceipt, "receipt"),
+        (IdKind::Request, LookupError::Unknown) => (UnknownRequest, "request"),
+        (IdKind::Request, LookupError::Expired) => (ExpiredRequest, "request"),
+    };
+    OpError::new(code, format!("{what}: {e}"))
+}
+
+impl Bridge {
+    pub fn add_account(&self, backend: Arc<dyn Backend>) {
+        self.accounts.write().insert(backend.account(), backend);
+    }
+
+    pub fn accounts(&self) -> Vec<i64> {
+        self.accounts.read().keys().copied().collect()
+    }
+
+    pub(super) fn backend(&self, bot: Option<i64>) -> Result<(i64, Arc<dyn Backend>), OpError> {
+        let accounts = self.accounts.read();
+        let bot = match bot {
+            Some(bot) => bot,
+            None if accounts.len() == 1 => *accounts.keys().next().unwrap_or(&0),
+            None => {
+                return Err(OpError::new(
+                    ErrorCode::AmbiguousBot,
+                    "`bot` is required: the bridge has several accounts",
+                ));
+            }
+        };
+        let backend = accounts
+            .get(&bot)
+            .cloned()
+            .ok_or_else(|| OpError::new(ErrorCode::UnknownBot, format!("no account {bot}")))?;
+        Ok((bot, backend))
+    }
+
+    fn resolve(&self, id: &str, kind: IdKind) -> Result<Handle, OpError> {
+        self.registry.lookup(id, kind).map_err(|e| lookup_error(kind, e))
+    }
+
+    pub(super) fn resolve_source(&self, id: &str) -> Result<SourceInfo, OpError> {
+        match self.resolve(id, IdKind::Source)? {
+            Handle::Source(info) => Ok(info),
+            _ => Err(lookup_error(IdKind::Source, LookupError::Unknown)),
+        }
+    }
+
+    pub(super) fn resolve_message(&self, id: &str, kind: IdKind) -> Result<MessageRef, OpError> {
+        match self.resolve(id, kind)? {
+            Handle::ReplyKey(m) | Handle::Receipt(m) => Ok(m),
+            _ => Err(lookup_error(kind, LookupError::Unknown)),
+        }
+    }
+
+    pub(super) fn resolve_request(&self, id: &str, kind: RequestKind) -> Result<RequestInfo, OpError> {
+        match self.resolve(id, IdKind::Request)? {
+            Handle::Request(info) if info.kind == kind => Ok(info),
+            _ => Err(lookup_error(IdKind::Request, LookupError::Unknown)),
+        }
+    }
+}

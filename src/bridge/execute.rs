@@ -1,0 +1,175 @@
+//! Operations → backends: `execute` is the one entry point for every consumer;
+//! it dispatches to one small function per family (sending, recalling, muting,
+//! answering requests, listing). Each resolves its IDs, checks the caller,
+//! acts on the account, and for what must survive a crash, commits before it
+//! answers.
+
+use super::outgoing::preview;
+use super::{Bridge, Caller, Scope};
+use crate::backend::{Backend, RequestAnswer};
+use crate::registry::{Handle, IdKind, MessageRef, RequestKind, SourceInfo};
+use crate::schema::{
+    BotContent, Element, ErrorCode, HandleRequestContent, ListMembersContent, MessageChain, MuteMemberContent, OpData,
+    OpError, OpKind, Operation, Outgoing, Target,
+};
+
+impl Bridge {
+    /// Runs one operation for `caller`. The single entry point for every consumer.
+    pub async fn execute(&self, caller: &Caller, op: Operation) -> Result<OpData, OpError> {
+        let kind = op.kind();
+        match op {
+            Operation::Reply(c) => {
+                let m = self.resolve_message(&c.id, IdKind::ReplyKey)?;
+                caller.check(kind, m.bot, Scope::of(m.target))?;
+                self.send_as(caller, m.bot, m.target, &c.message).await
+            }
+            Operation::SendToGroup(c) => {
+                let target = Target::Group { group: c.group };
+                self.checked_send(caller, kind, c.bot, target, &c.message).await
+            }
+            Operation::SendToFriend(c) => {
+                let target = Target::Friend { friend: c.friend };
+                self.checked_send(caller, kind, c.bot, target, &c.message).await
+            }
+            Operation::RecallReceipt(c) => self.recall(caller, kind, &c.receipt, IdKind::Receipt).await,
+            Operation::Recall(c) => self.recall(caller, kind, &c.message_source, IdKind::Source).await,
+            Operation::MuteMember(c) => self.mute(caller, kind, c).await,
+            Operation::HandleFriendRequest(c) => self.answer(caller, kind, RequestKind::Friend, c).await,
+            Operation::HandleGroupInvite(c) => self.answer(caller, kind, RequestKind::GroupInvite, c).await,
+            Operation::HandleJoinRequest(c) => self.answer(caller, kind, RequestKind::Join, c).await,
+            Operation::ListFriends(c) => self.list_friends(caller, kind, c).await,
+            Operation::ListGroups(c) => self.list_groups(caller, kind, c).await,
+            Operation::ListMembers(c) => self.list_members(caller, kind, c).await,
+            Operation::SimMessage(c) => self.sim_message(caller, kind, c).await,
+            Operation::SimEvent(c) => self.sim_event(caller, kind, c).await,
+        }
+    }
+
+    /// Commits everything recorded so far (IDs, and what the sim world did)
+    /// before an operation is acknowledged, so the answer survives a crash.
+    async fn commit_before_ack(&self, caller: &Caller, done: &str) -> Result<(), OpError> {
+        if !self.registry.is_durable() {
+            return Ok(());
+        }
+        if let Err(e) = self.registry.commit().await {
+            tracing::error!(by = %caller.name, "{done}, but it could not be stored: {e:#}");
+            return Err(OpError::new(ErrorCode::Internal, format!("{done}, but it could not be stored: {e}")));
+        }
+        Ok(())
+    }
+
+    /// `SendToGroup` and `SendToFriend`: the account, then the caller's check.
+    async fn checked_send(
+        &self,
+        caller: &Caller,
+        kind: OpKind,
+        account: Option<i64>,
+        target: Target,
+        chain: &MessageChain,
+    ) -> Result<OpData, OpError> {
+        let (account, _) = self.backend(account)?;
+        caller.check(kind, account, Scope::of(target))?;
+        self.send_as(caller, account, target, chain).await
+    }
+
+    /// Sends `chain` from `account`, issues its IDs, commits them, audits it.
+    async fn send_as(
+        &self,
+        caller: &Caller,
+        account: i64,
+        target: Target,
+        chain: &MessageChain,
+    ) -> Result<OpData, OpError> {
+        let (account, backend) = self.backend(Some(account))?;
+        let mut message = self.outgoing(account, chain)?;
+        self.media.vet(caller.kind, &mut message.elements).await?;
+        let text = preview(&message.elements);
+        let sent = backend.send(target, message).await?;
+        let msg = MessageRef { bot: account, target, backend_id: sent.backend_id };
+        let source_id = self.registry.issue(Handle::Source(SourceInfo { msg, sender: account, time: sent.time, text }));
+        let receipt_id = self.registry.issue(Handle::Receipt(msg));
+        // Acknowledged IDs must survive a crash: commit before answering.
+        self.commit_before_ack(caller, "sent").await?;
+        let mut audited = Vec::with_capacity(chain.len() + 1);
+        audited.push(Element::MessageSource { id: source_id.clone() });
+        audited.extend(chain.iter().filter(|e| !matches!(e, Element::MessageSource { .. })).cloned());
+        self.bus.publish_outgoing(
+            account,
+            sent.time,
+            Outgoing { target, message: audited, source_id: source_id.clone(), by: caller.name.clone() },
+        );
+        Ok(OpData::Sent { receipt_id, source_id })
+    }
+
+    /// `Recall` (by source ID) and `RecallReceipt` (by receipt).
+    async fn recall(&self, caller: &Caller, kind: OpKind, id: &str, by: IdKind) -> Result<OpData, OpError> {
+        let m = match by {
+            IdKind::Source => self.resolve_source(id)?.msg,
+            _ => self.resolve_message(id, by)?,
+        };
+        caller.check(kind, m.bot, Scope::of(m.target))?;
+        let (_, backend) = self.backend(Some(m.bot))?;
+        backend.recall(m.target, m.backend_id).await.map_err(|e| match (by, e.code) {
+            // The receipt resolved, but its message is gone upstream: say so in receipt terms.
+            (IdKind::Receipt, ErrorCode::UnknownMessage) => OpError::new(ErrorCode::UnknownReceipt, e.message),
+            _ => e,
+        })?;
+        self.commit_before_ack(caller, "recalled").await?;
+        Ok(OpData::Done {})
+    }
+
+    async fn mute(&self, caller: &Caller, kind: OpKind, c: MuteMemberContent) -> Result<OpData, OpError> {
+        let (account, backend) = self.backend(c.bot)?;
+        caller.check(kind, account, Scope::Group(c.group))?;
+        backend.mute(c.group, c.member, c.time).await?;
+        Ok(OpData::Done {})
+    }
+
+    async fn answer(
+        &self,
+        caller: &Caller,
+        kind: OpKind,
+        request: RequestKind,
+        c: HandleRequestContent,
+    ) -> Result<OpData, OpError> {
+        let req = self.resolve_request(&c.request_id, request)?;
+        let scope = if request == RequestKind::Friend { Scope::Private(req.who) } else { Scope::Group(req.group) };
+        caller.check(kind, req.bot, scope)?;
+        let (_, backend) = self.backend(Some(req.bot))?;
+        let answer = RequestAnswer { token: req.token, accept: c.accept, reason: c.reason };
+        match request {
+            RequestKind::Friend => backend.answer_friend_request(answer).await?,
+            RequestKind::GroupInvite => backend.answer_group_invite(answer).await?,
+            RequestKind::Join => backend.answer_join_request(answer).await?,
+        }
+        Ok(OpData::Done {})
+    }
+
+    /// The backend of an account-wide operation, after the caller's check.
+    fn account_backend(
+        &self,
+        caller: &Caller,
+        kind: OpKind,
+        c: BotContent,
+    ) -> Result<std::sync::Arc<dyn Backend>, OpError> {
+        let (account, backend) = self.backend(c.bot)?;
+        caller.check(kind, account, Scope::Account)?;
+        Ok(backend)
+    }
+
+    async fn list_friends(&self, caller: &Caller, kind: OpKind, c: BotContent) -> Result<OpData, OpError> {
+        let backend = self.account_backend(caller, kind, c)?;
+        Ok(OpData::Friends { friends: backend.friends().await? })
+    }
+
+    async fn list_groups(&self, caller: &Caller, kind: OpKind, c: BotContent) -> Result<OpData, OpError> {
+        let backend = self.account_backend(caller, kind, c)?;
+        Ok(OpData::Groups { groups: backend.groups().await? })
+    }
+
+    async fn list_members(&self, caller: &Caller, kind: OpKind, c: ListMembersContent) -> Result<OpData, OpError> {
+        let (account, backend) = self.backend(c.bot)?;
+        caller.check(kind, account, Scope::Group(c.group))?;
+        Ok(OpData::Members { members: backend.members(c.group).await? })
+    }
+}

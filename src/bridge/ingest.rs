@@ -1,0 +1,141 @@
+//! Backend events → schema events: each message, recall and request gets its
+//! registry IDs here, then goes onto the bus.
+
+use super::Bridge;
+use super::outgoing::preview;
+use crate::backend::{BackendEvent, IncomingMessage, Sender};
+use crate::registry::{Handle, MessageRef, RequestInfo, RequestKind, SourceInfo};
+use crate::schema::{
+    ChatKind, Element, Event, FriendModel, GroupEvent, GroupModel, MemberModel, MessageEvent, Permission, RevokeEvent,
+    Target, UserEvent,
+};
+
+impl Bridge {
+    /// Gives a backend event its registry IDs and publishes it. Returns its `seq`.
+    pub fn ingest(&self, account: i64, event: BackendEvent) -> u64 {
+        let now = self.now_s();
+        let (time, event) = match event {
+            BackendEvent::Message(m) => (m.time, Event::Msg(self.message_event(account, m))),
+            BackendEvent::Recall { target, backend_id, revoker, revokee } => {
+                (now, Event::Revoke(self.revoke_event(account, now, target, backend_id, revoker, revokee)))
+            }
+            BackendEvent::User { mut event, request_token } => {
+                if let Some(token) = request_token {
+                    self.issue_user_request(account, &mut event, token);
+                }
+                (now, Event::User(event))
+            }
+            BackendEvent::Group { mut event, request_token } => {
+                if let (Some(token), GroupEvent::JoinRequest { who, group, request_id, .. }) =
+                    (request_token, &mut event)
+                {
+                    let info = RequestInfo { bot: account, kind: RequestKind::Join, token, who: *who, group: *group };
+                    *request_id = Some(self.registry.issue(Handle::Request(info)));
+                }
+                (now, Event::Group(event))
+            }
+        };
+        self.bus.publish_event(account, time, event)
+    }
+
+    /// A recall names the source ID consumers already saw, or a new one.
+    fn revoke_event(
+        &self,
+        account: i64,
+        now: i64,
+        target: Target,
+        backend_id: i64,
+        revoker: i64,
+        revokee: i64,
+    ) -> RevokeEvent {
+        let msg = MessageRef { bot: account, target, backend_id };
+        let msg_id = self.registry.source_of(&msg).unwrap_or_else(|| {
+            self.registry.issue(Handle::Source(SourceInfo { msg, sender: revokee, time: now, text: String::new() }))
+        });
+        let (kind, channel) = match target {
+            Target::Group { group } => (ChatKind::Group, group),
+            Target::Friend { friend } => (ChatKind::Private, friend),
+            Target::Temp { user, .. } => (ChatKind::Private, user),
+        };
+        RevokeEvent { kind, revoker, revokee, channel, msg_id }
+    }
+
+    /// Swaps a friend request's or group invite's backend token for a request ID.
+    fn issue_user_request(&self, account: i64, event: &mut UserEvent, token: String) {
+        let (kind, who, group) = match &*event {
+            UserEvent::NewFriendRequest { who, .. } => (RequestKind::Friend, *who, 0),
+            UserEvent::GroupInvite { group, inviter, .. } => (RequestKind::GroupInvite, *inviter, *group),
+            _ => return,
+        };
+        let id = self.registry.issue(Handle::Request(RequestInfo { bot: account, kind, token, who, group }));
+        if let UserEvent::NewFriendRequest { request_id, .. } | UserEvent::GroupInvite { request_id, .. } = event {
+            *request_id = Some(id);
+        }
+    }
+
+    fn message_event(&self, bot: i64, m: IncomingMessage) -> MessageEvent {
+        let msg = MessageRef { bot, target: m.target, backend_id: m.backend_id };
+        let text = preview(&m.elements);
+        let source_id =
+            self.registry.issue(Handle::Source(SourceInfo { msg, sender: m.sender.id(), time: m.time, text }));
+        let reply_key = self.registry.issue(Handle::ReplyKey(msg));
+        let mut message = Vec::with_capacity(m.elements.len() + 2);
+        message.push(Element::MessageSource { id: source_id });
+        if let Some(q) = m.quote {
+            let quoted = MessageRef { bot, target: m.target, backend_id: q.backend_id };
+            let id = self.registry.source_of(&quoted).unwrap_or_else(|| {
+                self.registry.issue(Handle::Source(SourceInfo {
+                    msg: quoted,
+                    sender: q.to.unwrap_or(0),
+                    time: q.time.unwrap_or(0),
+                    text: q.text.clone().unwrap_or_default(),
+                }))
+            });
+            message.push(Element::Quote { id, to: q.to, time: q.time, text: q.text });
+        }
+        message.extend(m.elements);
+        let group_model = |id: i64| {
+            m.group.clone().unwrap_or(GroupModel { id, name: String::new(), bot_permission: Permission::Member })
+        };
+        match (m.target, m.sender) {
+            (Target::Group { group }, sender) => {
+                let sender = match sender {
+                    Sender::Member(member) => member,
+                    Sender::Friend(f) => MemberModel {
+                        id: f.id,
+                        name_card_or_nick: f.nick.clone(),
+                        nick: f.nick,
+                        name_card: String::new(),
+                        permission: Permission::Member,
+                        special_title: String::new(),
+                    },
+                };
+                MessageEvent::GroupMessage {
+                    group: group_model(group),
+                    sender,
+                    reply_key,
+                    message,
+                    bot,
+                    anonymous: m.anonymous,
+                }
+            }
+            (Target::Friend { .. }, sender) => {
+                MessageEvent::FriendMessage { sender: friend_model(sender), message, reply_key, bot }
+            }
+            (Target::Temp { group, .. }, sender) => MessageEvent::TempMessage {
+                group: group_model(group),
+                sender: friend_model(sender),
+                message,
+                reply_key,
+                bot,
+            },
+        }
+    }
+}
+
+fn friend_model(sender: Sender) -> FriendModel {
+    match sender {
+        Sender::Friend(f) => f,
+        Sender::Member(m) => FriendModel { id: m.id, nick: m.nick },
+    }
+}

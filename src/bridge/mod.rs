@@ -1,0 +1,56 @@
+//! The bridge core: the accounts, and the one path every event and operation
+//! takes. Backend events get registry IDs and go onto the bus (`ingest`);
+//! operations from any consumer (WebSocket client or wasm bot) resolve their IDs
+//! (`accounts`), pass the caller's permissions (`permissions`), have their
+//! chain checked (`outgoing`), act on the account and are audited on the bus
+//! (`execute`, and `sim` for the operations only the simulated world has).
+
+mod accounts;
+mod execute;
+mod ingest;
+mod outgoing;
+mod permissions;
+mod sim;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
+
+pub use self::permissions::{Caller, CallerKind, Permissions, Scope};
+use crate::backend::{Backend, EventSink};
+use crate::bus::Bus;
+use crate::media::MediaPolicy;
+use crate::registry::{Clock, Registry};
+
+pub struct Bridge {
+    registry: Arc<Registry>,
+    bus: Arc<Bus>,
+    clock: Arc<dyn Clock>,
+    media: MediaPolicy,
+    accounts: RwLock<BTreeMap<i64, Arc<dyn Backend>>>,
+}
+
+impl Bridge {
+    pub fn new(registry: Arc<Registry>, bus: Arc<Bus>, clock: Arc<dyn Clock>, media: MediaPolicy) -> Arc<Self> {
+        Arc::new(Self { registry, bus, clock, media, accounts: RwLock::new(BTreeMap::new()) })
+    }
+
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Where backends report events; holds the bridge weakly.
+    pub fn sink(self: &Arc<Self>) -> EventSink {
+        let bridge: Weak<Self> = Arc::downgrade(self);
+        Arc::new(move |account, event| bridge.upgrade().map(|b| b.ingest(account, event)).unwrap_or(0))
+    }
+
+    fn now_s(&self) -> i64 {
+        (self.clock.now_ms() / 1000) as i64
+    }
+}

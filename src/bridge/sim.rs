@@ -1,0 +1,71 @@
+//! The operations only the simulated world has: inject a message or an event
+//! as if a user did it.
+
+use super::accounts::lookup_error;
+use super::{Bridge, Caller, Scope};
+use crate::backend::Simulated;
+use crate::registry::{IdKind, LookupError};
+use crate::schema::{ErrorCode, Event, OpData, OpError, OpKind, SimEventContent, SimMessageContent, Target};
+
+impl Bridge {
+    pub(super) async fn sim_message(
+        &self,
+        caller: &Caller,
+        name: OpKind,
+        c: SimMessageContent,
+    ) -> Result<OpData, OpError> {
+        let (bot, backend) = self.backend(c.bot)?;
+        let target = match (c.group, c.friend, c.temp) {
+            (Some(group), None, false) => Target::Group { group },
+            (None, Some(friend), false) => Target::Friend { friend },
+            (Some(group), None, true) => Target::Temp {
+                group,
+                user: c.sender.ok_or_else(|| OpError::new(ErrorCode::BadRequest, "a temp message needs `sender`"))?,
+            },
+            _ => {
+                return Err(OpError::new(
+                    ErrorCode::BadRequest,
+                    "give exactly one of `group` or `friend` (`temp` goes with `group`)",
+                ));
+            }
+        };
+        caller.check(name, bot, Scope::of(target))?;
+        let sender = match target {
+            Target::Group { .. } => {
+                c.sender.ok_or_else(|| OpError::new(ErrorCode::BadRequest, "a group message needs `sender`"))?
+            }
+            Target::Friend { friend } => friend,
+            Target::Temp { user, .. } => user,
+        };
+        let mut message = self.outgoing(bot, &c.message)?;
+        self.media.vet(caller.kind, &mut message.elements).await?;
+        let action = Simulated::Message {
+            target,
+            sender,
+            anonymous: c.anonymous,
+            quote: message.quote,
+            elements: message.elements,
+        };
+        Ok(OpData::Caused { seq: backend.simulate(action).await? })
+    }
+
+    pub(super) async fn sim_event(&self, caller: &Caller, name: OpKind, c: SimEventContent) -> Result<OpData, OpError> {
+        let (bot, backend) = self.backend(c.bot)?;
+        let action = match c.event {
+            Event::Msg(_) => {
+                return Err(OpError::new(ErrorCode::BadRequest, "inject messages with SimMessage"));
+            }
+            Event::Revoke(r) => {
+                let info = self.resolve_source(&r.msg_id)?;
+                if info.msg.bot != bot {
+                    return Err(lookup_error(IdKind::Source, LookupError::Unknown));
+                }
+                Simulated::Recall { target: info.msg.target, backend_id: info.msg.backend_id, revoker: r.revoker }
+            }
+            Event::User(e) => Simulated::User(e),
+            Event::Group(e) => Simulated::Group(e),
+        };
+        caller.check(name, bot, Scope::Account)?;
+        Ok(OpData::Caused { seq: backend.simulate(action).await? })
+    }
+}

@@ -1,0 +1,90 @@
+//! The contract every store keeps, run against each implementation; then what
+//! only the file store can meet (someone else's file, a newer format).
+
+use redb::{Database, TableDefinition};
+
+use super::memory::MemoryStore;
+use super::{EventLog, IdLog, KvStore, RedbStore, Restored, SimLog, StateError};
+
+/// Writes through every tenant of `store`, then checks what `reopen` restores.
+async fn contract<S>(store: S, key: [u8; 32], reopen: impl FnOnce(S) -> (S, Restored))
+where
+    S: IdLog + EventLog + SimLog + KvStore + Clone,
+{
+    for i in 0..10u64 {
+        IdLog::record(&store, i, vec![i as u8]);
+        EventLog::record(&store, i + 1, format!("e{i}").into(), (i + 1).saturating_sub(3).max(1));
+    }
+    IdLog::prune(&store, 3);
+    SimLog::record(&store, 1, 7, Some(b"kept".to_vec()));
+    SimLog::record(&store, 1, 8, Some(b"gone".to_vec()));
+    SimLog::record(&store, 1, 8, None);
+    store.commit().await.unwrap();
+    store.write("bot", "k", Some(b"v".to_vec())).await.unwrap();
+    store.write("bot", "gone", Some(b"x".to_vec())).await.unwrap();
+    store.write("bot", "gone", None).await.unwrap();
+    store.write("botty", "k", Some(b"other".to_vec())).await.unwrap();
+
+    let (store, restored) = reopen(store);
+    assert_eq!(restored.key, key, "the registry key survives");
+    assert_eq!(restored.ids.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (3..10).collect::<Vec<_>>());
+    assert!(restored.next_serial >= 10);
+    // Whole batches may be kept or dropped; the bus trims to its buffer size.
+    assert!(restored.events.iter().map(|(s, _)| *s).collect::<Vec<_>>().ends_with(&[7, 8, 9, 10]));
+    assert!(restored.next_seq >= 11);
+    assert_eq!(restored.sim, vec![((1, 7), b"kept".to_vec())]);
+    let kv = store.load("bot").await.unwrap();
+    assert_eq!(kv.into_iter().collect::<Vec<_>>(), vec![("k".to_string(), b"v".to_vec())]);
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_contract() {
+    let store = MemoryStore::default();
+    let key = store.restored().key;
+    contract(store, key, |s| {
+        let r = s.restored();
+        (s, r)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_file_store_keeps_the_contract_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, restored) = RedbStore::open(dir.path()).unwrap();
+    let path = dir.path().to_owned();
+    contract(store, restored.key, move |s| {
+        s.close().unwrap();
+        drop(s);
+        RedbStore::open(&path).unwrap()
+    })
+    .await;
+}
+
+#[test]
+fn foreign_corrupt_and_newer_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("botbridge.redb"), b"this is not a database at all, not even close").unwrap();
+    assert!(matches!(RedbStore::open(dir.path()), Err(StateError::Corrupt { .. })), "garbage");
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::create(dir.path().join("botbridge.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TableDefinition::<&str, u64>::new("orders")).unwrap().insert("x", 1).unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(matches!(RedbStore::open(dir.path()), Err(StateError::Foreign { .. })), "another program's redb");
+
+    let dir = tempfile::tempdir().unwrap();
+    drop(RedbStore::open(dir.path()).unwrap());
+    {
+        let db = Database::create(dir.path().join("botbridge.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta = TableDefinition::<&str, &[u8]>::new("meta");
+        txn.open_table(meta).unwrap().insert("format", 99u32.to_le_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    let err = RedbStore::open(dir.path()).err().expect("newer refused");
+    assert!(matches!(err, StateError::Newer { found: 99, .. }), "{err}");
+}
