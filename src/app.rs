@@ -18,7 +18,7 @@ use crate::wasm::{HostConfig, HostError, WasmHost};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen { addr: String, source: std::io::Error },
     #[error(transparent)]
     Wasm(#[from] HostError),
@@ -26,8 +26,8 @@ pub enum StartError {
     State(#[from] StateError),
     #[error(transparent)]
     Onebot(#[from] OnebotError),
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::AccountError),
 }
 
 /// A started bridge. Dropping it does not stop it; call `shutdown`.
@@ -76,7 +76,7 @@ fn close_state(state: Option<&RedbStore>) {
     if let Some(state) = state
         && let Err(e) = state.close()
     {
-        tracing::error!("closing the state file: {e}");
+        tracing::error!("closing the state file: {}", crate::error_chain(&e));
     }
 }
 
@@ -122,8 +122,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     for account in &settings.accounts {
         if let Some(config) = account.onebot() {
-            let backend =
-                OnebotBackend::start(config.map_err(StartError::Config)?, bridge.sink(), shutdown.clone()).await?;
+            let backend = OnebotBackend::start(config?, bridge.sink(), shutdown.clone()).await?;
             bridge.add_account(backend);
         }
     }

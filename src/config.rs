@@ -84,6 +84,15 @@ pub enum OnebotMode {
     Reverse,
 }
 
+/// A OneBot account that lacks a key its mode needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("account {id}: mode \"{mode}\" needs `{missing}`")]
+pub struct AccountError {
+    pub id: i64,
+    pub mode: &'static str,
+    pub missing: &'static str,
+}
+
 impl AccountConfig {
     pub fn id(&self) -> i64 {
         match self {
@@ -92,16 +101,18 @@ impl AccountConfig {
     }
 
     /// The OneBot account's settings; an error names the missing key.
-    pub fn onebot(&self) -> Option<Result<OnebotConfig, String>> {
+    pub fn onebot(&self) -> Option<Result<OnebotConfig, AccountError>> {
         let Self::Onebot { id, mode, url, listen, path, access_token, call_timeout_ms } = self else { return None };
         let mode = match (mode, url, listen) {
             (OnebotMode::Forward, Some(url), _) => Mode::Forward { url: url.clone() },
             (OnebotMode::Reverse, _, Some(listen)) => {
                 Mode::Reverse { listen: listen.clone(), path: path.clone().unwrap_or_else(|| "/onebot/v11/ws".into()) }
             }
-            (OnebotMode::Forward, None, _) => return Some(Err(format!("account {id}: mode \"forward\" needs `url`"))),
+            (OnebotMode::Forward, None, _) => {
+                return Some(Err(AccountError { id: *id, mode: "forward", missing: "url" }));
+            }
             (OnebotMode::Reverse, _, None) => {
-                return Some(Err(format!("account {id}: mode \"reverse\" needs `listen`")));
+                return Some(Err(AccountError { id: *id, mode: "reverse", missing: "listen" }));
             }
         };
         Some(Ok(OnebotConfig {
@@ -224,8 +235,13 @@ impl Default for Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML for botbridge")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("config file {path}: {error}")]
+    Account { path: PathBuf, error: AccountError },
+    /// A value out of its range; says which key and what it must be.
     #[error("config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -239,14 +255,15 @@ impl FileConfig {
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
-        let config: Self = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let config: Self =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), source: Box::new(e) })?;
         let mut seen = std::collections::HashSet::new();
         for account in &config.account {
             if !seen.insert(account.id()) {
                 return Err(invalid(format!("account: id {} appears twice", account.id())));
             }
-            if let Some(Err(message)) = account.onebot() {
-                return Err(invalid(message));
+            if let Some(Err(error)) = account.onebot() {
+                return Err(ConfigError::Account { path: path.to_owned(), error });
             }
         }
         for (key, value) in
@@ -357,7 +374,7 @@ mod tests {
     #[test]
     fn unknown_key_names_the_key_and_file() {
         let err = FileConfig::parse("listen = \"x\"\nlisten_on = 1\n", Path::new("bb.toml")).unwrap_err();
-        let msg = err.to_string();
+        let msg = crate::error_chain(&err);
         assert!(msg.contains("bb.toml") && msg.contains("listen_on"), "{msg}");
     }
 

@@ -18,3 +18,16 @@ pub mod schema;
 pub mod store;
 pub mod wasm;
 pub mod ws;
+
+/// An error with its sources, `outer: inner: innermost`: what logs and
+/// people see (thiserror's `Display` shows one level).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -76,7 +76,8 @@ fn main() -> anyhow::Result<()> {
 
 fn check(file: &std::path::Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let report = botbridge::wasm::check(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let report = botbridge::wasm::check(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), botbridge::error_chain(&e)))?;
     println!("imports:");
     for i in &report.imports {
         println!("  {i}");

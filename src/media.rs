@@ -105,20 +105,20 @@ impl MediaPolicy {
         let parsed = url::Url::parse(url.trim()).map_err(|e| bad(format!("bad file URL: {e}")))?;
         let path = parsed.to_file_path().map_err(|()| bad("bad file URL: not a local absolute path"))?;
         let limit = self.max_bytes;
-        let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-            let folder = std::fs::canonicalize(&dir).map_err(|e| format!("media_dir: {e}"))?;
+        let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, OpError> {
+            let folder = std::fs::canonicalize(&dir).map_err(|e| bad(format!("media_dir: {e}")))?;
             let relative = path
                 .strip_prefix(&folder)
                 .or_else(|_| path.strip_prefix(&dir))
-                .map_err(|_| "the file is outside media_dir".to_owned())?;
-            let name = relative.to_str().ok_or("the file name is not UTF-8")?;
+                .map_err(|_| bad("the file is outside media_dir"))?;
+            let name = relative.to_str().ok_or_else(|| bad("the file name is not UTF-8"))?;
             match crate::wasm::folder::read(&folder, name, limit) {
                 Ok(Some(bytes)) => Ok(bytes),
-                Ok(None) => Err("no such file in media_dir".into()),
-                Err(e) => Err(e.to_string()),
+                Ok(None) => Err(bad("no such file in media_dir")),
+                Err(e) => Err(bad(crate::error_chain(&e))),
             }
         });
-        let bytes = read.await.map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?.map_err(bad)?;
+        let bytes = read.await.map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))??;
         Ok(format!("base64:{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
     }
 

@@ -124,7 +124,7 @@ pub struct Session {
 }
 
 /// Why a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum End {
     ClientClosed,
     TooBig,
@@ -138,7 +138,8 @@ pub enum End {
         code: u16,
         reason: String,
     },
-    Transport(String),
+    /// The socket failed beneath us.
+    Transport(Arc<dyn std::error::Error + Send + Sync>),
 }
 
 type Pending = Pin<Box<dyn Future<Output = (Value, Result<OpData, OpError>)> + Send>>;
@@ -190,9 +191,9 @@ fn read_error(err: axum::Error) -> End {
             WsError::Capacity(_) => End::TooBig,
             WsError::Utf8(_) => End::Protocol { code: CLOSE_INVALID_DATA, reason: "text frame is not UTF-8".into() },
             WsError::Protocol(p) => End::Protocol { code: CLOSE_PROTOCOL_ERROR, reason: p.to_string() },
-            other => End::Transport(other.to_string()),
+            other => End::Transport(Arc::new(other)),
         },
-        Err(other) => End::Transport(other.to_string()),
+        Err(other) => End::Transport(Arc::from(other)),
     }
 }
 
@@ -233,7 +234,7 @@ async fn within(
 ) -> Result<(), End> {
     match tokio::time::timeout(deadline, op).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(End::Transport(e.to_string())),
+        Ok(Err(e)) => Err(End::Transport(Arc::new(e))),
         Err(_) => Err(End::Lagged { last_seq: delivered }),
     }
 }

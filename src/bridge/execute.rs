@@ -52,8 +52,9 @@ impl Bridge {
             return Ok(());
         }
         if let Err(e) = self.registry.commit().await {
-            tracing::error!(by = %caller.name, "{done}, but it could not be stored: {e:#}");
-            return Err(OpError::new(ErrorCode::Internal, format!("{done}, but it could not be stored: {e}")));
+            let why = crate::error_chain(&e);
+            tracing::error!(by = %caller.name, "{done}, but it could not be stored: {why}");
+            return Err(OpError::new(ErrorCode::Internal, format!("{done}, but it could not be stored: {why}")));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Default cap for a `NAME.wasm`.
@@ -20,7 +21,7 @@ pub const SETTLE: Duration = Duration::from_millis(40);
 /// How many times a file that keeps changing is tried before giving up.
 const SETTLE_TRIES: u32 = 250;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FileError {
     #[error("{path}: not a regular file (a {kind})")]
     NotRegular { path: PathBuf, kind: &'static str },
@@ -30,8 +31,8 @@ pub enum FileError {
     TooBig { path: PathBuf, size: u64, limit: u64 },
     #[error("{path}: still being written after {0:?}", SETTLE * SETTLE_TRIES)]
     Unsettled { path: PathBuf },
-    #[error("{path}: cannot read: {message}")]
-    Io { path: PathBuf, message: String },
+    #[error("{path}: cannot read")]
+    Io { path: PathBuf, source: Arc<std::io::Error> },
 }
 
 fn kind_of(meta: &Metadata) -> &'static str {
@@ -54,7 +55,7 @@ fn kind_of(meta: &Metadata) -> &'static str {
 /// Reads `dir/name` if it exists (None if not), at most `limit` bytes.
 pub fn read(dir: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FileError> {
     let path = dir.join(name);
-    let io = |e: std::io::Error| FileError::Io { path: path.clone(), message: e.to_string() };
+    let io = |e: std::io::Error| FileError::Io { path: path.clone(), source: Arc::new(e) };
     let link = match std::fs::symlink_metadata(&path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

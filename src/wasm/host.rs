@@ -15,10 +15,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::Bot;
 use super::folder::{self, FileError, bot_name};
 use super::kv::Buckets;
-use super::limits::{BotConfig, LogGate, MAX_MEMORY_MB};
+use super::limits::{BotConfig, BotConfigError, LogGate, MAX_MEMORY_MB};
 use super::logbook::Logbook;
 use super::runner::{BotStatus, RunState, Runner};
-use super::store::{BotLog, BotState, BotTemplate, TICK_MS};
+use super::store::{BotLog, BotState, BotTemplate, LiveBot, TICK_MS};
 use crate::bridge::Bridge;
 
 /// How long the watcher waits for writes to a file to settle.
@@ -38,12 +38,22 @@ pub struct HostConfig {
     pub max_bot_config_bytes: u64,
 }
 
+/// A wasmtime (or other) error kept as a source where the error holding it
+/// must stay `Clone` (a refusal is shown until the next load).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+pub(super) fn cause(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Cause {
+    Arc::from(e.into())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    #[error("wasm engine: {0}")]
-    Engine(String),
-    #[error("watching {dir}: {message}")]
-    Watch { dir: PathBuf, message: String },
+    #[error("wasm engine")]
+    Engine(#[source] Cause),
+    #[error("cannot start the epoch thread")]
+    Thread(#[source] std::io::Error),
+    #[error("watching {dir}")]
+    Watch { dir: PathBuf, source: notify_debouncer_full::notify::Error },
 }
 
 /// Why a file could not become the running version of a bot.
@@ -51,16 +61,28 @@ pub enum HostError {
 pub enum LoadError {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("{path}: cannot read: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("{path}: bad config: {message}")]
-    Config { path: PathBuf, message: String },
-    #[error("{path}: not a valid component: {message}")]
-    Compile { path: PathBuf, message: String },
-    #[error("{path}: does not fit the botbridge world: {message}")]
-    Link { path: PathBuf, message: String },
-    #[error("{path}: init failed: {message}")]
-    Init { path: PathBuf, message: String },
+    #[error("{path}: the read stopped")]
+    Read { path: PathBuf, source: Cause },
+    #[error("{path}: bad config")]
+    Config { path: PathBuf, source: BotConfigError },
+    #[error(
+        "{path}: this is a core wasm module, not a component (build with wit-bindgen or `wasm-tools component new`)"
+    )]
+    CoreModule { path: PathBuf },
+    #[error("{path}: not a valid component")]
+    Compile { path: PathBuf, source: Cause },
+    #[error("{path}: does not fit the botbridge world")]
+    Link { path: PathBuf, source: Cause },
+    #[error("{path}: init failed")]
+    Init { path: PathBuf, source: Cause },
+}
+
+/// A version ready to run: compiled, linked, instantiated, `init` done.
+struct Prepared {
+    version: String,
+    config: BotConfig,
+    template: Arc<BotTemplate>,
+    live: LiveBot,
 }
 
 struct Slot {
@@ -110,14 +132,13 @@ fn engine(max_bots: u32) -> Result<Engine, HostError> {
     pool.max_memories_per_component(16);
     pool.max_tables_per_component(64);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(|e| HostError::Engine(format!("{e:#}")))
+    Engine::new(&config).map_err(|e| HostError::Engine(cause(e)))
 }
 
 fn linker(engine: &Engine) -> Result<Linker<BotState>, HostError> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-    Bot::add_to_linker::<BotState, HasSelf<BotState>>(&mut linker, |s| s)
-        .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine(cause(e)))?;
+    Bot::add_to_linker::<BotState, HasSelf<BotState>>(&mut linker, |s| s).map_err(|e| HostError::Engine(cause(e)))?;
     Ok(linker)
 }
 
@@ -141,7 +162,7 @@ impl WasmHost {
                     std::thread::sleep(Duration::from_millis(TICK_MS));
                 }
             })
-            .map_err(|e| HostError::Engine(e.to_string()))?;
+            .map_err(HostError::Thread)?;
         let kv = Buckets::new(kv);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -233,12 +254,13 @@ impl WasmHost {
                 self.inner.rejected.lock().remove(name);
             }
             Err(e) => {
-                tracing::error!(bot = name, "keeping the running version (if any): {e}");
-                self.inner.rejected.lock().insert(name.to_owned(), e.to_string());
+                let why = crate::error_chain(e);
+                tracing::error!(bot = name, "keeping the running version (if any): {why}");
+                self.inner.rejected.lock().insert(name.to_owned(), why.clone());
                 if let Some(slot) = self.inner.slots.lock().get(name) {
-                    slot.status.lock().rejected = Some(e.to_string());
+                    slot.status.lock().rejected = Some(why.clone());
                 }
-                self.inner.logbook.record(name, "error", &format!("refused: {e}"));
+                self.inner.logbook.record(name, "error", &format!("refused: {why}"));
                 self.inner.logbook.changed();
             }
         }
@@ -256,16 +278,26 @@ impl WasmHost {
             let toml_name = format!("{name}.toml");
             let toml = folder::read(&dir, &toml_name, max_toml)?;
             let config = BotConfig::parse(toml.as_deref())
-                .map_err(|message| LoadError::Config { path: dir.join(&toml_name), message })?;
+                .map_err(|source| LoadError::Config { path: dir.join(&toml_name), source })?;
             Ok(Some((wasm, config)))
         });
-        read.await.map_err(|e| LoadError::Read { path: self.inner.config.dir.clone(), message: e.to_string() })?
+        read.await.map_err(|e| LoadError::Read { path: self.inner.config.dir.clone(), source: cause(e) })?
     }
 
+    /// Makes `bytes` the running version of bot `name`, unless it already is.
     async fn load(&self, name: &str, bytes: Vec<u8>, config: BotConfig) -> Result<(), LoadError> {
+        if let Some(ready) = self.prepare(name, bytes, config).await? {
+            self.swap_in(name, ready).await;
+        }
+        Ok(())
+    }
+
+    /// Everything that may fail, while the old version keeps running:
+    /// compile (or take from the cache), link, instantiate, `init`. None when
+    /// this version with this config already runs.
+    async fn prepare(&self, name: &str, bytes: Vec<u8>, config: BotConfig) -> Result<Option<Prepared>, LoadError> {
         let inner = &self.inner;
-        let wasm = inner.config.dir.join(format!("{name}.wasm"));
-        let wasm = wasm.as_path();
+        let path = inner.config.dir.join(format!("{name}.wasm"));
         let version = blake3::hash(&bytes).to_hex()[..16].to_owned();
         {
             let slots = inner.slots.lock();
@@ -274,21 +306,21 @@ impl WasmHost {
                 && slot.config == config
                 && matches!(slot.status.lock().state, RunState::Running)
             {
-                return Ok(());
+                return Ok(None);
             }
         }
-        let engine = inner.engine.clone();
-        let cache = inner.config.cache_dir.clone();
-        let key = version.clone();
-        let path = wasm.to_owned();
+        if is_core_module(&bytes) {
+            return Err(LoadError::CoreModule { path });
+        }
+        let (engine, cache, key) = (inner.engine.clone(), inner.config.cache_dir.clone(), version.clone());
         let component = tokio::task::spawn_blocking(move || compile(&engine, &bytes, &key, cache.as_deref()))
             .await
-            .map_err(|e| LoadError::Compile { path: path.clone(), message: e.to_string() })?
-            .map_err(|message| LoadError::Compile { path: path.clone(), message })?;
+            .map_err(|e| LoadError::Compile { path: path.clone(), source: cause(e) })?
+            .map_err(|e| LoadError::Compile { path: path.clone(), source: cause(e) })?;
         let pre = inner
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link { path: wasm.to_owned(), message: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Link { path: path.clone(), source: cause(e) })?;
         let template = Arc::new(BotTemplate {
             name: Arc::from(name),
             engine: inner.engine.clone(),
@@ -303,13 +335,15 @@ impl WasmHost {
                 logbook: inner.logbook.clone(),
             },
         });
-        let live = template
-            .instantiate()
-            .await
-            .map_err(|e| LoadError::Init { path: wasm.to_owned(), message: e.to_string() })?;
+        let live = template.instantiate().await.map_err(|e| LoadError::Init { path, source: cause(e) })?;
+        Ok(Some(Prepared { version, config, template, live }))
+    }
 
-        // The new version is ready: stop the old one (its status stays visible
-        // until the new one replaces it), and continue where it stopped.
+    /// Stops the old version (its status stays visible until the new one
+    /// replaces it) and starts the new one where the old one stopped. Cannot fail.
+    async fn swap_in(&self, name: &str, ready: Prepared) {
+        let inner = &self.inner;
+        let Prepared { version, config, template, live } = ready;
         let old = inner.slots.lock().get_mut(name).map(|old| (old.stop.clone(), old.task.take()));
         let since = match old {
             Some((stop, task)) => {
@@ -350,7 +384,6 @@ impl WasmHost {
         tracing::info!(bot = name, version, "loaded");
         inner.logbook.record(name, "info", &format!("loaded version {version}"));
         inner.logbook.changed();
-        Ok(())
     }
 
     /// Stops and forgets bot `name`. Its kv data stays.
@@ -382,15 +415,16 @@ impl WasmHost {
     /// Watches the folder until `stop`: a written, replaced or deleted file syncs its bot.
     pub fn watch(&self, stop: CancellationToken) -> Result<JoinHandle<()>, HostError> {
         let dir = self.inner.config.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| HostError::Watch { dir: dir.clone(), message: e.to_string() })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| HostError::Watch { dir: dir.clone(), source: notify_debouncer_full::notify::Error::io(e) })?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, move |result| {
             let _ = tx.send(result);
         })
-        .map_err(|e| HostError::Watch { dir: dir.clone(), message: e.to_string() })?;
+        .map_err(|source| HostError::Watch { dir: dir.clone(), source })?;
         debouncer
             .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| HostError::Watch { dir: dir.clone(), message: e.to_string() })?;
+            .map_err(|source| HostError::Watch { dir: dir.clone(), source })?;
         let host = self.clone();
         Ok(tokio::spawn(async move {
             let _debouncer = debouncer;
@@ -429,7 +463,7 @@ impl WasmHost {
 
 /// Compiles, or loads from the cache (`CACHE/HASH.cwasm`, written to a new file
 /// and renamed, never rewritten in place: wasmtime maps it).
-fn compile(engine: &Engine, bytes: &[u8], hash: &str, cache: Option<&Path>) -> Result<Component, String> {
+fn compile(engine: &Engine, bytes: &[u8], hash: &str, cache: Option<&Path>) -> wasmtime::Result<Component> {
     let cached = cache.map(|dir| dir.join(format!("{hash}.cwasm")));
     if let Some(path) = &cached
         && path.exists()
@@ -441,12 +475,7 @@ fn compile(engine: &Engine, bytes: &[u8], hash: &str, cache: Option<&Path>) -> R
             Err(e) => tracing::warn!(path = %path.display(), "stale cache entry, recompiling: {e:#}"),
         }
     }
-    if is_core_module(bytes) {
-        return Err(
-            "this is a core wasm module, not a component (build with wit-bindgen or `wasm-tools component new`)".into(),
-        );
-    }
-    let component = Component::from_binary(engine, bytes).map_err(|e| format!("{e:#}"))?;
+    let component = Component::from_binary(engine, bytes)?;
     if let (Some(path), Ok(serialized)) = (&cached, component.serialize()) {
         let write = || -> std::io::Result<()> {
             let dir = path.parent().unwrap_or(Path::new("."));
@@ -489,14 +518,28 @@ fn describe(name: &str, item: &ComponentItem) -> String {
     format!("{name} ({kind})")
 }
 
+/// Why `check` could not look inside a file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Engine(#[from] HostError),
+    #[error("this is a core wasm module, not a component (build with wit-bindgen or `wasm-tools component new`)")]
+    CoreModule,
+    #[error("not a valid component")]
+    Compile(#[source] Cause),
+}
+
 /// Checks a file against the world without running it.
-pub fn check(bytes: &[u8]) -> Result<CheckReport, String> {
-    let engine = engine(8).map_err(|e| e.to_string())?;
-    let component = compile(&engine, bytes, "check", None)?;
+pub fn check(bytes: &[u8]) -> Result<CheckReport, CheckError> {
+    let engine = engine(8)?;
+    if is_core_module(bytes) {
+        return Err(CheckError::CoreModule);
+    }
+    let component = compile(&engine, bytes, "check", None).map_err(|e| CheckError::Compile(cause(e)))?;
     let ty = component.component_type();
     let imports = ty.imports(&engine).map(|(n, i)| describe(n, &i.ty)).collect();
     let exports: Vec<String> = ty.exports(&engine).map(|(n, i)| describe(n, &i.ty)).collect();
-    let linker = linker(&engine).map_err(|e| e.to_string())?;
+    let linker = linker(&engine)?;
     let mut problem = linker.instantiate_pre(&component).err().map(|e| format!("{e:#}"));
     if problem.is_none() && !exports.iter().any(|e| e == "handle (func)") {
         problem = Some("it exports no `handle` function".into());

@@ -60,7 +60,7 @@ impl Buckets {
         }
         let entries = match &self.store {
             Some(store) => store.load(name).await.unwrap_or_else(|e| {
-                tracing::error!(bot = name, "kv unreadable, starting empty: {e}");
+                tracing::error!(bot = name, "kv unreadable, starting empty: {}", crate::error_chain(&e));
                 BTreeMap::new()
             }),
             None => BTreeMap::new(),

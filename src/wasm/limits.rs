@@ -1,6 +1,5 @@
 //! A bot's limits and permissions (`bots/NAME.toml`), and its operation rate limiter.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -50,48 +49,53 @@ pub const MAX_RATE: f64 = 10_000.0;
 /// Largest operation or log burst a bot may ask for.
 pub const MAX_BURST: u32 = 100_000;
 
-impl BotConfig {
-    /// Reads `path`; an absent file means the defaults.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let text = super::folder::read(dir, name, super::folder::MAX_TOML_BYTES).map_err(|e| e.to_string())?;
-        Self::parse(text.as_deref()).map_err(|e| format!("{}: {e}", path.display()))
-    }
+/// Why a `NAME.toml` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BotConfigError {
+    #[error("not UTF-8 text (byte {valid_up_to})")]
+    NotUtf8 { valid_up_to: usize },
+    /// The parser's message with quoted values blanked (the parser's own error
+    /// quotes bytes of the file, so it is not kept as a source).
+    #[error("{}{redacted}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Syntax { line: Option<usize>, redacted: String },
+    #[error("{key} must be {range}")]
+    OutOfRange { key: &'static str, range: String },
+}
 
+impl BotConfig {
     /// Parses and range-checks a `NAME.toml` (None: no file, the defaults).
     /// A parse error names the line and the key, and never quotes the file.
-    pub fn parse(text: Option<&[u8]>) -> Result<Self, String> {
+    pub fn parse(text: Option<&[u8]>) -> Result<Self, BotConfigError> {
         let Some(bytes) = text else { return Ok(Self::default()) };
-        let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.valid_up_to()))?;
-        let config: Self = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-            let message = redact_quoted(e.message());
-            match line {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
-            }
+        let text = std::str::from_utf8(bytes).map_err(|e| BotConfigError::NotUtf8 { valid_up_to: e.valid_up_to() })?;
+        let config: Self = toml::from_str(text).map_err(|e| BotConfigError::Syntax {
+            line: e.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1)),
+            redacted: redact_quoted(e.message()),
         })?;
         config.check()?;
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), BotConfigError> {
+        let out = |key: &'static str, range: String| Err(BotConfigError::OutOfRange { key, range });
         let rate_ok = |r: f64| r.is_finite() && (0.0..=MAX_RATE).contains(&r);
         if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
-            return Err(format!("memory_mb must be 1..={MAX_MEMORY_MB}"));
+            return out("memory_mb", format!("1..={MAX_MEMORY_MB}"));
         }
         if !(1..=MAX_CPU_MS).contains(&self.cpu_ms) {
-            return Err(format!("cpu_ms must be 1..={MAX_CPU_MS}"));
+            return out("cpu_ms", format!("1..={MAX_CPU_MS}"));
         }
         if !rate_ok(self.ops_per_second) {
-            return Err(format!("ops_per_second must be a number in 0..={MAX_RATE}"));
+            return out("ops_per_second", format!("a number in 0..={MAX_RATE}"));
         }
         if !rate_ok(self.log_per_second) {
-            return Err(format!("log_per_second must be a number in 0..={MAX_RATE}"));
+            return out("log_per_second", format!("a number in 0..={MAX_RATE}"));
         }
-        if !(1..=MAX_BURST).contains(&self.ops_burst) || !(1..=MAX_BURST).contains(&self.log_burst) {
-            return Err(format!("ops_burst and log_burst must be 1..={MAX_BURST}"));
+        if !(1..=MAX_BURST).contains(&self.ops_burst) {
+            return out("ops_burst", format!("1..={MAX_BURST}"));
+        }
+        if !(1..=MAX_BURST).contains(&self.log_burst) {
+            return out("log_burst", format!("1..={MAX_BURST}"));
         }
         Ok(())
     }
@@ -171,6 +175,8 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -179,19 +185,25 @@ mod tests {
         assert_eq!((0..10).filter(|_| r.try_acquire()).count(), 3);
     }
 
+    /// `NAME.toml` as the host reads it: absent means the defaults.
+    fn load(path: &Path) -> Result<BotConfig, String> {
+        let text = std::fs::read(path).ok();
+        BotConfig::parse(text.as_deref()).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn config_defaults_and_refusals() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(BotConfig::load(&dir.path().join("none.toml")).unwrap(), BotConfig::default());
+        assert_eq!(load(&dir.path().join("none.toml")).unwrap(), BotConfig::default());
         let p = dir.path().join("b.toml");
         std::fs::write(&p, "memory_mb = 8\n[permissions]\noperations = [\"Reply\"]\n").unwrap();
-        let c = BotConfig::load(&p).unwrap();
+        let c = load(&p).unwrap();
         assert_eq!(c.memory_mb, 8);
         assert_eq!(c.permissions.unwrap().operations, Some(vec![crate::schema::OpKind::Reply]));
         std::fs::write(&p, "memroy_mb = 8\n").unwrap();
-        assert!(BotConfig::load(&p).unwrap_err().contains("memroy_mb"));
+        assert!(load(&p).unwrap_err().contains("memroy_mb"));
         std::fs::write(&p, "memory_mb = 0\n").unwrap();
-        assert!(BotConfig::load(&p).is_err());
+        assert!(load(&p).is_err());
         for nonsense in [
             "cpu_ms = 18446744073709551615",
             "cpu_ms = 0",
@@ -202,12 +214,12 @@ mod tests {
             "log_per_second = 1e300",
         ] {
             std::fs::write(&p, nonsense).unwrap();
-            assert!(BotConfig::load(&p).is_err(), "{nonsense}");
+            assert!(load(&p).is_err(), "{nonsense}");
         }
         std::fs::write(&p, "[permissions]\noperations = [\"Reply\", \"SendToGrop\"]\n").unwrap();
-        let err = BotConfig::load(&p).unwrap_err();
+        let err = load(&p).unwrap_err();
         assert!(err.contains("SendToGrop") && err.contains("line 2"), "{err}");
         std::fs::write(&p, "cpu_ms = \"root:x:0:0:secret\"").unwrap();
-        assert!(!BotConfig::load(&p).unwrap_err().contains("secret"), "never quotes the file");
+        assert!(!load(&p).unwrap_err().contains("secret"), "never quotes the file");
     }
 }

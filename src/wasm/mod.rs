@@ -22,5 +22,5 @@ pub mod logbook;
 mod runner;
 mod store;
 
-pub use host::{CheckReport, HostConfig, HostError, LoadError, WasmHost, check};
+pub use host::{CheckError, CheckReport, HostConfig, HostError, LoadError, WasmHost, check};
 pub use runner::{BotStatus, CRASH_LIMIT, RunState};

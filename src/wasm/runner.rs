@@ -107,7 +107,7 @@ impl Runner {
                         self.status.lock().restarts += 1;
                     }
                     Err(e) => {
-                        if self.failed(&mut failures, &mut consecutive, frame.seq, e.to_string()) {
+                        if self.failed(&mut failures, &mut consecutive, frame.seq, crate::error_chain(&e)) {
                             return self.parked(last).await;
                         }
                         continue;
@@ -122,7 +122,7 @@ impl Runner {
                 }
                 Err(e) => {
                     self.live = None;
-                    if self.failed(&mut failures, &mut consecutive, frame.seq, e.to_string()) {
+                    if self.failed(&mut failures, &mut consecutive, frame.seq, crate::error_chain(&e)) {
                         return self.parked(last).await;
                     }
                 }

@@ -232,7 +232,7 @@ impl kv::Host for BotState {
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         self.kv.set(key, value).await.map_err(|e| match e {
             KvError::Store(ref source) => {
-                tracing::error!(bot = %self.name, "kv write failed: {source:#}");
+                tracing::error!(bot = %self.name, "kv write failed: {}", crate::error_chain(source));
                 e.to_string()
             }
             refused => refused.to_string(),
@@ -241,7 +241,7 @@ impl kv::Host for BotState {
 
     async fn delete(&mut self, key: String) {
         if let Err(e) = self.kv.delete(&key).await {
-            tracing::warn!(bot = %self.name, "kv delete: {e}");
+            tracing::warn!(bot = %self.name, "kv delete: {}", crate::error_chain(&e));
         }
     }
 
@@ -310,8 +310,10 @@ impl tokio::io::AsyncWrite for LineWriter {
 pub enum CallError {
     #[error("CPU deadline of {0} ms exceeded")]
     Deadline(u64),
-    #[error("trap: {0}")]
-    Trap(String),
+    #[error("trap")]
+    Trap(#[source] super::host::Cause),
+    #[error("no usable `handle` export")]
+    NoHandle(#[source] super::host::Cause),
 }
 
 /// Everything needed to make a fresh instance of one bot version.
@@ -373,7 +375,7 @@ impl BotTemplate {
         let instance: Instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, cpu_ms))?;
         let handle = instance
             .get_typed_func::<(types::Event,), ()>(&mut store, "handle")
-            .map_err(|e| CallError::Trap(format!("no usable `handle` export: {e}")))?;
+            .map_err(|e| CallError::NoHandle(super::host::cause(e)))?;
         let mut live = LiveBot { store, handle, cpu_ms };
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut live.store, "init") {
             begin_call(&mut live.store);
@@ -392,7 +394,7 @@ fn begin_call(store: &mut Store<BotState>) {
 fn classify(e: wasmtime::Error, cpu_ms: u64) -> CallError {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => CallError::Deadline(cpu_ms),
-        _ => CallError::Trap(format!("{e:#}")),
+        _ => CallError::Trap(super::host::cause(e)),
     }
 }
 

@@ -113,7 +113,7 @@ fn check_reports_fit_and_misfit() {
 
     assert!(botbridge::wasm::check(b"definitely not wasm").is_err());
     let core = wat::parse_str("(module)").unwrap();
-    assert!(botbridge::wasm::check(&core).unwrap_err().contains("core wasm module"));
+    assert!(botbridge::wasm::check(&core).unwrap_err().to_string().contains("core wasm module"));
     // A component that imports something the world does not offer.
     let foreign = wat::parse_str(r#"(component (import "acme:rockets/launch" (func)))"#).unwrap();
     let report = botbridge::wasm::check(&foreign).expect("compiles");

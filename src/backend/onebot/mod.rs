@@ -54,7 +54,7 @@ pub struct OnebotConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnebotError {
-    #[error("account {id}: cannot listen on {addr}: {source}")]
+    #[error("account {id}: cannot listen on {addr}")]
     Listen { id: i64, addr: String, source: std::io::Error },
 }
 

@@ -228,7 +228,7 @@ impl RedbStore {
         let spawned = std::thread::Builder::new().name("state-commit".into()).spawn(move || {
             while let Some(store) = weak.upgrade() {
                 if let Err(e) = store.commit_now() {
-                    tracing::error!("state commit failed: {e}");
+                    tracing::error!("state commit failed: {}", crate::error_chain(&e));
                 }
                 drop(store);
                 std::thread::sleep(GROUP_COMMIT);
@@ -244,7 +244,7 @@ impl RedbStore {
     fn queue(&self, f: impl FnOnce(&mut Pending) -> bool) {
         let full = f(&mut self.0.pending.lock());
         if full && let Err(e) = self.0.commit_now() {
-            tracing::error!("state commit failed: {e}");
+            tracing::error!("state commit failed: {}", crate::error_chain(&e));
         }
     }
 
