@@ -58,7 +58,7 @@ async fn reply_latency(n: usize) -> Vec<Duration> {
     let mut sub = running.bridge.bus().subscribe("bench", true, None);
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
-        running.bridge.ingest(10001, message(i as i64, "/echo hi"));
+        running.bridge.ingest(botbridge::schema::AccountId(10001), message(i as i64, "/echo hi"));
         let mut event_at = None;
         loop {
             let frame = sub.recv().await.expect("frame");
@@ -91,7 +91,7 @@ async fn reload_latency(rounds: u32) -> Vec<Duration> {
         guests::install(&s.bots, "echo", &variant(&echo, round));
         let mut i = 0;
         loop {
-            running.bridge.ingest(10001, message(i, "/echo probe"));
+            running.bridge.ingest(botbridge::schema::AccountId(10001), message(i, "/echo probe"));
             i += 1;
             tokio::time::sleep(Duration::from_millis(1)).await;
             if let Some(st) = running.wasm.status("echo")

@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::schema::{Event, EventFrame, Outgoing, OutgoingFrame, OutgoingTag};
+use crate::schema::{AccountId, Event, EventFrame, Outgoing, OutgoingFrame, OutgoingTag};
 use crate::store::{EventLog, Restored};
 
 /// What a frame carries, for consumers that want the typed form (wasm bots).
@@ -213,10 +213,10 @@ impl Bus {
     }
 
     /// Numbers `event`, buffers it and fans it out. Returns its `seq`.
-    pub fn publish_event(&self, bot: i64, time: i64, event: Event) -> u64 {
+    pub fn publish_event(&self, account: AccountId, time: i64, event: Event) -> u64 {
         let mut inner = self.inner.lock();
         let seq = inner.last_seq + 1;
-        let frame = EventFrame { event, seq, time, bot };
+        let frame = EventFrame { event, seq, time, account };
         let json = to_json(&frame);
         inner.last_seq = seq;
         let stored = self.log.as_ref().map(|_| json.clone());
@@ -232,10 +232,10 @@ impl Bus {
     }
 
     /// Publishes an audit frame; it carries the current `seq` and does not advance it.
-    pub fn publish_outgoing(&self, bot: i64, time: i64, data: Outgoing) {
+    pub fn publish_outgoing(&self, account: AccountId, time: i64, data: Outgoing) {
         let mut inner = self.inner.lock();
         let seq = inner.last_seq;
-        let frame = OutgoingFrame { tag: OutgoingTag::Outgoing, seq, time, bot, data };
+        let frame = OutgoingFrame { tag: OutgoingTag::Outgoing, seq, time, account, data };
         let json = to_json(&frame);
         self.fan_out(&mut inner, Arc::new(Frame { seq, payload: Payload::Outgoing(frame), json }));
     }
@@ -310,7 +310,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::UserEvent;
+    use crate::schema::{UserEvent, UserId};
 
     fn online() -> Event {
         Event::User(UserEvent::Online)
@@ -322,7 +322,7 @@ mod tests {
         let mut a = bus.subscribe("a", false, None);
         let mut b = bus.subscribe("b", false, None);
         for _ in 0..10 {
-            bus.publish_event(1, 0, online());
+            bus.publish_event(AccountId(1), 0, online());
         }
         for sub in [&mut a, &mut b] {
             for seq in 1..=10 {
@@ -337,7 +337,7 @@ mod tests {
         let mut slow = bus.subscribe("slow", false, None);
         let mut fast = bus.subscribe("fast", false, None);
         for seq in 1..=20 {
-            bus.publish_event(1, 0, online());
+            bus.publish_event(AccountId(1), 0, online());
             assert_eq!(fast.recv().await.map(|f| f.seq), Some(seq));
         }
         for seq in 1..=4 {
@@ -354,7 +354,7 @@ mod tests {
     async fn since_replays_and_reports_what_fell_out() {
         let bus = Bus::new(BusConfig { queue: 16, replay: 5, ..BusConfig::default() });
         for _ in 0..10 {
-            bus.publish_event(1, 0, online());
+            bus.publish_event(AccountId(1), 0, online());
         }
         let sub = bus.subscribe("r", false, Some(7));
         assert_eq!(sub.replay.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![8, 9, 10]);
@@ -369,9 +369,9 @@ mod tests {
     #[tokio::test]
     async fn the_replay_buffer_is_bounded_in_bytes() {
         let bus = Bus::new(BusConfig { queue: 64, replay: 1000, replay_bytes: 20_000 });
-        let big = || Event::User(UserEvent::FriendAdded { who: 1, nick: "x".repeat(2000) });
+        let big = || Event::User(UserEvent::FriendAdded { who: UserId(1), nick: "x".repeat(2000) });
         for _ in 0..50 {
-            bus.publish_event(1, 0, big());
+            bus.publish_event(AccountId(1), 0, big());
         }
         let sub = bus.subscribe("r", false, Some(0));
         let kept: usize = sub.replay.iter().map(|f| f.cost()).sum();

@@ -14,6 +14,7 @@ use crate::bus::BusConfig;
 use crate::http::HttpConfig;
 use crate::media::MediaPolicy;
 use crate::registry::RegistryConfig;
+use crate::schema::AccountId;
 use crate::wasm::folder::{MAX_TOML_BYTES, MAX_WASM_BYTES};
 use crate::ws::WsConfig;
 
@@ -56,12 +57,12 @@ pub struct FileConfig {
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
 pub enum AccountConfig {
     /// A simulated account in the world from `[sim]` (or the built-in one).
-    Sim { id: i64 },
+    Sim { id: AccountId },
     /// A real account through a OneBot v11 implementation: `mode = "forward"`
     /// connects to `url`; `mode = "reverse"` listens on `listen` at `path`
     /// (default `/onebot/v11/ws`).
     Onebot {
-        id: i64,
+        id: AccountId,
         mode: OnebotMode,
         #[serde(default)]
         url: Option<String>,
@@ -88,13 +89,13 @@ pub enum OnebotMode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("account {id}: mode \"{mode}\" needs `{missing}`")]
 pub struct AccountError {
-    pub id: i64,
+    pub id: AccountId,
     pub mode: &'static str,
     pub missing: &'static str,
 }
 
 impl AccountConfig {
-    pub fn id(&self) -> i64 {
+    pub fn id(&self) -> AccountId {
         match self {
             Self::Sim { id } | Self::Onebot { id, .. } => *id,
         }
@@ -210,7 +211,7 @@ pub struct Settings {
 }
 
 /// The built-in account when none is configured.
-pub const DEFAULT_ACCOUNT: i64 = 10001;
+pub const DEFAULT_ACCOUNT: AccountId = AccountId(10001);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -387,7 +388,7 @@ mod tests {
         let s = Settings::resolve(&args).unwrap();
         assert_eq!(s.listen, "127.0.0.1:10");
         assert_eq!(s.bus.queue, 7);
-        assert_eq!(s.accounts, vec![AccountConfig::Sim { id: 5 }]);
+        assert_eq!(s.accounts, vec![AccountConfig::Sim { id: AccountId(5) }]);
     }
 
     #[test]

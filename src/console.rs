@@ -63,13 +63,23 @@ async fn index(State(state): State<ConsoleState>, Query(query): Params, headers:
     Html(INDEX).into_response()
 }
 
+/// A bot's state on the panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum PanelState {
+    Running,
+    Parked,
+    /// No version runs: the file was refused.
+    Failed,
+}
+
 /// One bot as the panel shows it. `failed`: no version runs, because the file
 /// was refused (`reason` says why).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct BotView {
     name: String,
-    state: &'static str,
+    state: PanelState,
     reason: Option<String>,
     version: Option<String>,
     /// Unix time of the last (re)load, milliseconds.
@@ -88,8 +98,8 @@ fn views(wasm: &WasmHost) -> Vec<BotView> {
         .into_iter()
         .map(|s| {
             let (state, reason) = match s.state {
-                RunState::Running => ("running", None),
-                RunState::Parked { reason } => ("parked", Some(reason)),
+                RunState::Running => (PanelState::Running, None),
+                RunState::Parked { reason } => (PanelState::Parked, Some(reason)),
             };
             BotView {
                 name: s.name,
@@ -109,7 +119,7 @@ fn views(wasm: &WasmHost) -> Vec<BotView> {
         if !all.iter().any(|b| b.name == name) {
             all.push(BotView {
                 name,
-                state: "failed",
+                state: PanelState::Failed,
                 reason: Some(why.clone()),
                 version: None,
                 loaded_at: None,

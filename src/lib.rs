@@ -12,6 +12,7 @@ pub mod bus;
 pub mod config;
 pub mod console;
 pub mod http;
+pub mod ids;
 pub mod media;
 pub mod registry;
 pub mod schema;

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::schema::Target;
+use crate::schema::{AccountId, GroupId, ReceiptId, ReplyKey, RequestId, SourceId, Target, UpstreamMsgId, UserId};
 use crate::store::{IdLog, Restored, StateError};
 
 /// Milliseconds since the unix epoch; injectable so tests need no sleeps.
@@ -93,17 +93,18 @@ impl IdKind {
 /// are only unique per scene, so the scene is part of the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MessageRef {
-    pub bot: i64,
+    #[serde(rename = "bot")]
+    pub account: AccountId,
     pub target: Target,
     /// The backend's own message ID (OneBot's are 32-bit and may be negative).
-    pub backend_id: i64,
+    pub backend_id: UpstreamMsgId,
 }
 
 /// A message: who sent it, when, and a text preview for quotes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceInfo {
     pub msg: MessageRef,
-    pub sender: i64,
+    pub sender: UserId,
     pub time: i64,
     pub text: String,
 }
@@ -118,11 +119,13 @@ pub enum RequestKind {
 /// A pending request and the backend's token for answering it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestInfo {
-    pub bot: i64,
+    #[serde(rename = "bot")]
+    pub account: AccountId,
     pub kind: RequestKind,
     pub token: String,
-    pub who: i64,
-    pub group: i64,
+    pub who: UserId,
+    /// The group of an invite or join request; 0 for a friend request.
+    pub group: GroupId,
 }
 
 /// What the registry maps an ID to.
@@ -263,8 +266,24 @@ impl Registry {
         self.encode(kind, serial)
     }
 
+    pub fn issue_source(&self, info: SourceInfo) -> SourceId {
+        SourceId(self.issue(Handle::Source(info)))
+    }
+
+    pub fn issue_reply_key(&self, msg: MessageRef) -> ReplyKey {
+        ReplyKey(self.issue(Handle::ReplyKey(msg)))
+    }
+
+    pub fn issue_receipt(&self, msg: MessageRef) -> ReceiptId {
+        ReceiptId(self.issue(Handle::Receipt(msg)))
+    }
+
+    pub fn issue_request(&self, info: RequestInfo) -> RequestId {
+        RequestId(self.issue(Handle::Request(info)))
+    }
+
     /// The source ID already issued for `msg`, if it is still live.
-    pub fn source_of(&self, msg: &MessageRef) -> Option<String> {
+    pub fn source_of(&self, msg: &MessageRef) -> Option<SourceId> {
         let now = self.clock.now_ms();
         let mut ring = self.ring.lock();
         let pruned = self.prune(&mut ring, now, self.config.capacity);
@@ -272,7 +291,7 @@ impl Registry {
         drop(ring);
         self.record_pruned(pruned);
         let serial = serial?;
-        Some(self.encode(IdKind::Source, serial))
+        Some(SourceId(self.encode(IdKind::Source, serial)))
     }
 
     /// Resolves an ID of the expected kind. An ID of another kind is *unknown*.
@@ -386,11 +405,11 @@ mod tests {
     use super::*;
 
     fn msg(id: i64) -> MessageRef {
-        MessageRef { bot: 1, target: Target::Group { group: 2 }, backend_id: id }
+        MessageRef { account: AccountId(1), target: Target::Group { group: GroupId(2) }, backend_id: UpstreamMsgId(id) }
     }
 
     fn source(id: i64) -> Handle {
-        Handle::Source(SourceInfo { msg: msg(id), sender: 3, time: 0, text: String::new() })
+        Handle::Source(SourceInfo { msg: msg(id), sender: UserId(3), time: 0, text: String::new() })
     }
 
     fn registry(capacity: usize, ttl_s: u64) -> (Registry, Arc<ManualClock>) {
@@ -409,7 +428,7 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_eq!(reg.lookup(&a, IdKind::Source), Ok(source(1)));
         assert_eq!(reg.lookup(&b, IdKind::Source), Ok(source(2)));
-        assert_eq!(reg.source_of(&msg(2)), Some(b));
+        assert_eq!(reg.source_of(&msg(2)).map(|s| s.0), Some(b));
     }
 
     #[test]

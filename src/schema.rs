@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::ids::{AccountId, GroupId, ReceiptId, ReplyKey, RequestId, SourceId, UpstreamMsgId, UserId};
+
 /// Version announced in the `hello` frame.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -23,14 +25,14 @@ pub enum Permission {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FriendModel {
-    pub id: i64,
+    pub id: UserId,
     pub nick: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberModel {
-    pub id: i64,
+    pub id: UserId,
     pub nick: String,
     #[serde(default)]
     pub name_card: String,
@@ -44,7 +46,7 @@ pub struct MemberModel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupModel {
-    pub id: i64,
+    pub id: GroupId,
     pub name: String,
     pub bot_permission: Permission,
 }
@@ -74,7 +76,7 @@ pub struct NestedImage {
 pub enum Element {
     /// First element of every received or sent chain; `id` is a registry ID.
     MessageSource {
-        id: String,
+        id: SourceId,
     },
     /// Text. Seed 004 names it both `Plain` and `PlainText`; `Plain` is written.
     #[serde(alias = "PlainText")]
@@ -82,7 +84,7 @@ pub enum Element {
         msg: String,
     },
     At {
-        target: i64,
+        target: UserId,
         #[serde(default)]
         display: String,
     },
@@ -114,9 +116,9 @@ pub enum Element {
     /// A reply to the message whose MessageSource ID is `id`. Seed 000's `reply`
     /// fields `to`, `time` and `text` are filled in when known.
     Quote {
-        id: String,
+        id: SourceId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        to: Option<i64>,
+        to: Option<UserId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         time: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,9 +162,10 @@ pub enum MessageEvent {
     GroupMessage {
         group: GroupModel,
         sender: MemberModel,
-        reply_key: String,
+        reply_key: ReplyKey,
         message: MessageChain,
-        bot: i64,
+        #[serde(rename = "bot")]
+        account: AccountId,
         /// Seed 000's `known` for groups: the sender is anonymous.
         #[serde(default, skip_serializing_if = "is_false")]
         anonymous: bool,
@@ -170,16 +173,18 @@ pub enum MessageEvent {
     FriendMessage {
         sender: FriendModel,
         message: MessageChain,
-        reply_key: String,
-        bot: i64,
+        reply_key: ReplyKey,
+        #[serde(rename = "bot")]
+        account: AccountId,
     },
     /// A private message from a stranger; `group` is where they came from.
     TempMessage {
         group: GroupModel,
         sender: FriendModel,
         message: MessageChain,
-        reply_key: String,
-        bot: i64,
+        reply_key: ReplyKey,
+        #[serde(rename = "bot")]
+        account: AccountId,
     },
 }
 
@@ -191,7 +196,7 @@ impl MessageEvent {
             | Self::TempMessage { message, .. } => message,
         }
     }
-    pub fn reply_key(&self) -> &str {
+    pub fn reply_key(&self) -> &ReplyKey {
         match self {
             Self::GroupMessage { reply_key, .. }
             | Self::FriendMessage { reply_key, .. }
@@ -199,9 +204,9 @@ impl MessageEvent {
         }
     }
     /// The registry ID of this message (its leading MessageSource).
-    pub fn source_id(&self) -> Option<&str> {
+    pub fn source_id(&self) -> Option<&SourceId> {
         self.message().iter().find_map(|e| match e {
-            Element::MessageSource { id } => Some(id.as_str()),
+            Element::MessageSource { id } => Some(id),
             _ => None,
         })
     }
@@ -223,11 +228,11 @@ pub enum ChatKind {
 pub struct RevokeEvent {
     #[serde(rename = "type")]
     pub kind: ChatKind,
-    pub revoker: i64,
-    pub revokee: i64,
+    pub revoker: UserId,
+    pub revokee: UserId,
     pub channel: i64,
     #[serde(rename = "msgID")]
-    pub msg_id: String,
+    pub msg_id: SourceId,
 }
 
 /// Seed 000's user events. `requestId` is added so a request can be answered.
@@ -237,7 +242,7 @@ pub enum UserEvent {
     Online,
     Offline,
     NewFriendRequest {
-        who: i64,
+        who: UserId,
         #[serde(default)]
         nick: String,
         #[serde(default)]
@@ -245,32 +250,32 @@ pub enum UserEvent {
         #[serde(default)]
         comment: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        request_id: Option<String>,
+        request_id: Option<RequestId>,
     },
     GroupInvite {
-        group: i64,
+        group: GroupId,
         #[serde(default)]
         group_name: String,
-        inviter: i64,
+        inviter: UserId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        request_id: Option<String>,
+        request_id: Option<RequestId>,
     },
     FriendAdded {
-        who: i64,
+        who: UserId,
         #[serde(default)]
         nick: String,
     },
     FriendRemoved {
-        who: i64,
+        who: UserId,
         #[serde(default)]
         nick: String,
     },
     GroupJoined {
-        which: i64,
+        which: GroupId,
     },
     GroupLeft {
-        which: i64,
-        operator: i64,
+        which: GroupId,
+        operator: UserId,
     },
 }
 
@@ -279,35 +284,35 @@ pub enum UserEvent {
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum GroupEvent {
     JoinRequest {
-        who: i64,
-        group: i64,
+        who: UserId,
+        group: GroupId,
         #[serde(default)]
         comment: String,
         #[serde(default)]
-        inviter: i64,
+        inviter: UserId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        request_id: Option<String>,
+        request_id: Option<RequestId>,
     },
     /// `duration` in seconds; 0 lifts the mute.
     Mute {
-        who: i64,
-        group: i64,
-        operator: i64,
+        who: UserId,
+        group: GroupId,
+        operator: UserId,
         duration: i64,
     },
     Admin {
-        who: i64,
-        group: i64,
+        who: UserId,
+        group: GroupId,
         status: bool,
     },
     MemberJoined {
-        who: i64,
-        group: i64,
+        who: UserId,
+        group: GroupId,
     },
     MemberLeft {
-        who: i64,
-        group: i64,
-        operator: i64,
+        who: UserId,
+        group: GroupId,
+        operator: UserId,
     },
 }
 
@@ -328,7 +333,8 @@ pub struct EventFrame {
     pub event: Event,
     pub seq: u64,
     pub time: i64,
-    pub bot: i64,
+    #[serde(rename = "bot")]
+    pub account: AccountId,
 }
 
 // ───────────────────────────── other server frames ─────────────────────────────
@@ -341,7 +347,8 @@ pub struct Hello {
     pub protocol: u32,
     /// The last event `seq` so far; resume later with `?since=` this.
     pub seq: u64,
-    pub bots: Vec<i64>,
+    #[serde(rename = "bots")]
+    pub accounts: Vec<AccountId>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,9 +379,9 @@ pub enum GapTag {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Target {
-    Group { group: i64 },
-    Friend { friend: i64 },
-    Temp { group: i64, user: i64 },
+    Group { group: GroupId },
+    Friend { friend: UserId },
+    Temp { group: GroupId, user: UserId },
 }
 
 /// The audit frame for every message the bridge sent for anyone (`?outgoing=1`).
@@ -385,7 +392,8 @@ pub struct OutgoingFrame {
     pub tag: OutgoingTag,
     pub seq: u64,
     pub time: i64,
-    pub bot: i64,
+    #[serde(rename = "bot")]
+    pub account: AccountId,
     pub data: Outgoing,
 }
 
@@ -401,7 +409,7 @@ pub enum OutgoingTag {
 pub struct Outgoing {
     pub target: Target,
     pub message: MessageChain,
-    pub source_id: String,
+    pub source_id: SourceId,
     /// The wasm bot's name or the client's name.
     pub by: String,
 }
@@ -441,47 +449,47 @@ impl ResultFrame {
 #[serde(deny_unknown_fields)]
 pub struct ReplyContent {
     /// A `replyKey` from a message event.
-    pub id: String,
+    pub id: ReplyKey,
     pub message: MessageChain,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendToGroupContent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot: Option<i64>,
-    pub group: i64,
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    pub group: GroupId,
     pub message: MessageChain,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendToFriendContent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot: Option<i64>,
-    pub friend: i64,
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    pub friend: UserId,
     pub message: MessageChain,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecallReceiptContent {
-    pub receipt: String,
+    pub receipt: ReceiptId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RecallContent {
-    pub message_source: String,
+    pub message_source: SourceId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MuteMemberContent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot: Option<i64>,
-    pub group: i64,
-    pub member: i64,
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    pub group: GroupId,
+    pub member: UserId,
     /// Seconds; 0 lifts the mute.
     pub time: i64,
 }
@@ -490,7 +498,7 @@ pub struct MuteMemberContent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HandleRequestContent {
-    pub request_id: String,
+    pub request_id: RequestId,
     pub accept: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -498,17 +506,17 @@ pub struct HandleRequestContent {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BotContent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot: Option<i64>,
+pub struct AccountContent {
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListMembersContent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot: Option<i64>,
-    pub group: i64,
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    pub group: GroupId,
 }
 
 /// Sim only: a simulated user sends a message. `group` alone: a group message;
@@ -517,14 +525,14 @@ pub struct ListMembersContent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimMessageContent {
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot: Option<i64>,
+    pub group: Option<GroupId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<i64>,
+    pub friend: Option<UserId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub friend: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sender: Option<i64>,
+    pub sender: Option<UserId>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub temp: bool,
     #[serde(default, skip_serializing_if = "is_false")]
@@ -536,8 +544,8 @@ pub struct SimMessageContent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimEventContent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot: Option<i64>,
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
     pub event: Event,
 }
 
@@ -597,8 +605,8 @@ operations! {
     HandleFriendRequest(HandleRequestContent),
     HandleGroupInvite(HandleRequestContent),
     HandleJoinRequest(HandleRequestContent),
-    ListFriends(#[serde(default)] BotContent),
-    ListGroups(#[serde(default)] BotContent),
+    ListFriends(#[serde(default)] AccountContent),
+    ListGroups(#[serde(default)] AccountContent),
     ListMembers(ListMembersContent),
     SimMessage(SimMessageContent),
     SimEvent(SimEventContent),
@@ -698,8 +706,8 @@ impl Request {
 pub enum OpData {
     #[serde(rename_all = "camelCase")]
     Sent {
-        receipt_id: String,
-        source_id: String,
+        receipt_id: ReceiptId,
+        source_id: SourceId,
     },
     /// The `seq` of the event a Sim operation caused.
     Caused {

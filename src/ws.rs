@@ -285,8 +285,8 @@ async fn greet<S>(out: &mut Writer<'_, S>, sub: &mut Subscription, session: &Ses
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let bots = session.bridge.accounts();
-    out.feed(text(&Hello { tag: HelloTag::Hello, protocol: PROTOCOL_VERSION, seq: sub.last_seq, bots })).await?;
+    let accounts = session.bridge.accounts();
+    out.feed(text(&Hello { tag: HelloTag::Hello, protocol: PROTOCOL_VERSION, seq: sub.last_seq, accounts })).await?;
     if let Some(m) = sub.missed {
         out.feed(text(&Gap { tag: GapTag::Gap, from: m.from, to: m.to })).await?;
     }

@@ -5,7 +5,9 @@ use std::time::Duration;
 use botbridge::backend::{BackendEvent, IncomingMessage, Sender};
 use botbridge::bridge::Bridge;
 use botbridge::config::Settings;
-use botbridge::schema::{Element, GroupModel, MemberModel, Permission, Target};
+use botbridge::schema::{
+    AccountId, Element, GroupId, GroupModel, MemberModel, Permission, Target, UpstreamMsgId, UserId,
+};
 
 /// Events published per burst; at most two bursts are in flight.
 pub const CHUNK: u64 = 2048;
@@ -32,7 +34,7 @@ pub async fn publish_paced(bridge: &Bridge, events: u64, text: &str, done: impl 
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         for _ in 0..CHUNK.min(events - published) {
-            bridge.ingest(10001, message(published as i64, text));
+            bridge.ingest(AccountId(10001), message(published as i64, text));
             published += 1;
         }
         tokio::task::yield_now().await;
@@ -50,17 +52,21 @@ pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
 /// A typical group message from member 30003 in group 20001, as a backend reports it.
 pub fn message(i: i64, text: &str) -> BackendEvent {
     BackendEvent::Message(IncomingMessage {
-        target: Target::Group { group: 20001 },
-        group: Some(GroupModel { id: 20001, name: "botbridge dev".into(), bot_permission: Permission::Administrator }),
+        target: Target::Group { group: GroupId(20001) },
+        group: Some(GroupModel {
+            id: GroupId(20001),
+            name: "botbridge dev".into(),
+            bot_permission: Permission::Administrator,
+        }),
         sender: Sender::Member(MemberModel {
-            id: 30003,
+            id: UserId(30003),
             nick: "Mia".into(),
             name_card: String::new(),
             name_card_or_nick: "Mia".into(),
             permission: Permission::Member,
             special_title: String::new(),
         }),
-        backend_id: i,
+        backend_id: UpstreamMsgId(i),
         time: 1_732_230_000,
         quote: None,
         elements: vec![Element::Plain { msg: text.into() }],

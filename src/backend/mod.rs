@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::schema::{Element, ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Target, UserEvent};
+use crate::schema::{
+    AccountId, Element, ErrorCode, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, OpError, Target,
+    UpstreamMsgId, UserEvent, UserId,
+};
 
 /// Who sent an incoming message, as the model its event carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +22,7 @@ pub enum Sender {
 }
 
 impl Sender {
-    pub fn id(&self) -> i64 {
+    pub fn id(&self) -> UserId {
         match self {
             Self::Member(m) => m.id,
             Self::Friend(f) => f.id,
@@ -30,8 +33,8 @@ impl Sender {
 /// The message a quote points at, in backend terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuoteRef {
-    pub backend_id: i64,
-    pub to: Option<i64>,
+    pub backend_id: UpstreamMsgId,
+    pub to: Option<UserId>,
     pub time: Option<i64>,
     pub text: Option<String>,
 }
@@ -43,7 +46,7 @@ pub struct IncomingMessage {
     /// The group model for group and temp messages.
     pub group: Option<GroupModel>,
     pub sender: Sender,
-    pub backend_id: i64,
+    pub backend_id: UpstreamMsgId,
     pub time: i64,
     pub quote: Option<QuoteRef>,
     /// The content: no MessageSource, no Quote.
@@ -56,7 +59,7 @@ pub struct IncomingMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendEvent {
     Message(IncomingMessage),
-    Recall { target: Target, backend_id: i64, revoker: i64, revokee: i64 },
+    Recall { target: Target, backend_id: UpstreamMsgId, revoker: UserId, revokee: UserId },
     User { event: UserEvent, request_token: Option<String> },
     Group { event: GroupEvent, request_token: Option<String> },
 }
@@ -64,7 +67,7 @@ pub enum BackendEvent {
 /// A message to send: its content and the backend ID of the message it quotes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
-    pub quote: Option<i64>,
+    pub quote: Option<UpstreamMsgId>,
     /// No MessageSource, no Quote, no Voice.
     pub elements: Vec<Element>,
 }
@@ -72,15 +75,15 @@ pub struct OutgoingMessage {
 /// A message a backend sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
-    pub backend_id: i64,
+    pub backend_id: UpstreamMsgId,
     pub time: i64,
 }
 
 /// A simulated user's action, resolved to backend terms (sim backend only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Simulated {
-    Message { target: Target, sender: i64, anonymous: bool, quote: Option<i64>, elements: Vec<Element> },
-    Recall { target: Target, backend_id: i64, revoker: i64 },
+    Message { target: Target, sender: UserId, anonymous: bool, quote: Option<UpstreamMsgId>, elements: Vec<Element> },
+    Recall { target: Target, backend_id: UpstreamMsgId, revoker: UserId },
     User(UserEvent),
     Group(GroupEvent),
 }
@@ -91,7 +94,7 @@ pub(crate) fn unix_now() -> i64 {
 }
 
 /// Where a backend reports events. Returns the `seq` each event got.
-pub type EventSink = Arc<dyn Fn(i64, BackendEvent) -> u64 + Send + Sync>;
+pub type EventSink = Arc<dyn Fn(AccountId, BackendEvent) -> u64 + Send + Sync>;
 
 /// A request to answer, in backend terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,15 +109,15 @@ pub struct RequestAnswer {
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// The account's own user ID (seed 004 `bot`).
-    fn account(&self) -> i64;
+    fn account(&self) -> AccountId;
 
     async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError>;
 
     /// Recalls message `backend_id` in `target`.
-    async fn recall(&self, target: Target, backend_id: i64) -> Result<(), OpError>;
+    async fn recall(&self, target: Target, backend_id: UpstreamMsgId) -> Result<(), OpError>;
 
     /// Mutes `member` for `seconds` (0 lifts it).
-    async fn mute(&self, group: i64, member: i64, seconds: i64) -> Result<(), OpError>;
+    async fn mute(&self, group: GroupId, member: UserId, seconds: i64) -> Result<(), OpError>;
 
     async fn answer_friend_request(&self, answer: RequestAnswer) -> Result<(), OpError>;
     async fn answer_group_invite(&self, answer: RequestAnswer) -> Result<(), OpError>;
@@ -122,7 +125,7 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn friends(&self) -> Result<Vec<FriendModel>, OpError>;
     async fn groups(&self) -> Result<Vec<GroupModel>, OpError>;
-    async fn members(&self, group: i64) -> Result<Vec<MemberModel>, OpError>;
+    async fn members(&self, group: GroupId) -> Result<Vec<MemberModel>, OpError>;
 
     /// Injects simulated traffic; returns the `seq` of the event it caused.
     async fn simulate(&self, _action: Simulated) -> Result<u64, OpError> {

@@ -17,7 +17,8 @@ use super::{
 };
 use crate::registry::RequestKind;
 use crate::schema::{
-    ErrorCode, FriendModel, GroupEvent, GroupModel, MemberModel, OpError, Permission, Target, UserEvent, chain_text,
+    AccountId, ErrorCode, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, OpError, Permission, Target,
+    UpstreamMsgId, UserEvent, UserId, chain_text,
 };
 use crate::store::SimLog;
 
@@ -42,14 +43,14 @@ pub struct WorldConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PersonConfig {
-    pub id: i64,
+    pub id: UserId,
     pub nick: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
-    pub id: i64,
+    pub id: GroupId,
     pub name: String,
     pub bot_permission: Permission,
     #[serde(default)]
@@ -59,7 +60,7 @@ pub struct GroupConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
-    pub id: i64,
+    pub id: UserId,
     pub nick: String,
     pub permission: Permission,
     #[serde(default)]
@@ -72,9 +73,9 @@ impl Default for WorldConfig {
     /// Two groups (admin in one, plain member in the other) with an owner, an
     /// admin and members; two friends; one stranger who shares a group.
     fn default() -> Self {
-        let person = |id, nick: &str| PersonConfig { id, nick: nick.into() };
+        let person = |id, nick: &str| PersonConfig { id: UserId(id), nick: nick.into() };
         let member = |id, nick: &str, permission| MemberConfig {
-            id,
+            id: UserId(id),
             nick: nick.into(),
             permission,
             name_card: String::new(),
@@ -85,7 +86,7 @@ impl Default for WorldConfig {
             stranger: vec![person(50001, "Mallory")],
             group: vec![
                 GroupConfig {
-                    id: 20001,
+                    id: GroupId(20001),
                     name: "botbridge dev".into(),
                     bot_permission: Permission::Administrator,
                     member: vec![
@@ -97,7 +98,7 @@ impl Default for WorldConfig {
                     ],
                 },
                 GroupConfig {
-                    id: 20002,
+                    id: GroupId(20002),
                     name: "lobby".into(),
                     bot_permission: Permission::Member,
                     member: vec![
@@ -124,7 +125,7 @@ struct Group {
     bot_permission: Permission,
     bot_muted_until: i64,
     whole_muted: bool,
-    members: BTreeMap<i64, Member>,
+    members: BTreeMap<UserId, Member>,
 }
 
 impl Member {
@@ -156,7 +157,7 @@ impl Group {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredMessage {
     target: Target,
-    sender: i64,
+    sender: UserId,
     time: i64,
     text: String,
     recalled: bool,
@@ -164,28 +165,29 @@ struct StoredMessage {
 
 struct PendingRequest {
     kind: RequestKind,
-    who: i64,
+    who: UserId,
     nick: String,
-    group: i64,
+    /// The group of an invite or join request; 0 for a friend request.
+    group: GroupId,
     group_name: String,
     handled: bool,
 }
 
 struct World {
-    friends: BTreeMap<i64, String>,
-    strangers: BTreeMap<i64, String>,
-    groups: BTreeMap<i64, Group>,
+    friends: BTreeMap<UserId, String>,
+    strangers: BTreeMap<UserId, String>,
+    groups: BTreeMap<GroupId, Group>,
     messages: HashMap<i64, StoredMessage>,
     next_message: i64,
     requests: HashMap<String, PendingRequest>,
     next_request: u64,
     /// Where messages are kept across restarts (None: in memory only).
-    store: Option<(i64, Arc<dyn SimLog>)>,
+    store: Option<(AccountId, Arc<dyn SimLog>)>,
 }
 
 /// One simulated account.
 pub struct SimBackend {
-    account: i64,
+    account: AccountId,
     world: Mutex<World>,
     sink: EventSink,
 }
@@ -195,7 +197,7 @@ fn err(code: ErrorCode, message: impl Into<String>) -> OpError {
 }
 
 impl SimBackend {
-    pub fn new(account: i64, config: &WorldConfig, sink: EventSink) -> Self {
+    pub fn new(account: AccountId, config: &WorldConfig, sink: EventSink) -> Self {
         let groups = config
             .group
             .iter()
@@ -248,7 +250,7 @@ impl SimBackend {
         {
             let mut w = self.world.lock();
             for ((account, number), record) in restored {
-                if *account != self.account {
+                if *account != self.account.0 {
                     continue;
                 }
                 match serde_json::from_slice::<StoredMessage>(record) {
@@ -273,23 +275,23 @@ impl World {
     fn persist(&self, number: i64) {
         let Some((account, log)) = &self.store else { return };
         let record = self.messages.get(&number).and_then(|m| serde_json::to_vec(m).ok());
-        log.record(*account, number, record);
+        log.record(account.0, number, record);
     }
 
-    fn group(&self, id: i64) -> Result<&Group, OpError> {
+    fn group(&self, id: GroupId) -> Result<&Group, OpError> {
         self.groups.get(&id).ok_or_else(|| err(ErrorCode::NotInGroup, format!("the account is not in group {id}")))
     }
 
-    fn group_mut(&mut self, id: i64) -> Result<&mut Group, OpError> {
+    fn group_mut(&mut self, id: GroupId) -> Result<&mut Group, OpError> {
         self.groups.get_mut(&id).ok_or_else(|| err(ErrorCode::NotInGroup, format!("the account is not in group {id}")))
     }
 
-    fn group_model(&self, id: i64) -> Result<GroupModel, OpError> {
+    fn group_model(&self, id: GroupId) -> Result<GroupModel, OpError> {
         let g = self.group(id)?;
         Ok(GroupModel { id, name: g.name.clone(), bot_permission: g.bot_permission })
     }
 
-    fn store(&mut self, target: Target, sender: i64, text: String) -> Sent {
+    fn store(&mut self, target: Target, sender: UserId, text: String) -> Sent {
         let backend_id = self.next_message;
         self.next_message += 1;
         let time = unix_now();
@@ -300,12 +302,12 @@ impl World {
         if self.messages.remove(&(backend_id - MAX_MESSAGES)).is_some() {
             self.persist(backend_id - MAX_MESSAGES);
         }
-        Sent { backend_id, time }
+        Sent { backend_id: UpstreamMsgId(backend_id), time }
     }
 
-    fn quote(&self, backend_id: Option<i64>) -> Option<QuoteRef> {
+    fn quote(&self, backend_id: Option<UpstreamMsgId>) -> Option<QuoteRef> {
         let id = backend_id?;
-        let m = self.messages.get(&id);
+        let m = self.messages.get(&id.0);
         Some(QuoteRef {
             backend_id: id,
             to: m.map(|m| m.sender),
@@ -314,7 +316,7 @@ impl World {
         })
     }
 
-    fn nick_of(&self, who: i64) -> String {
+    fn nick_of(&self, who: UserId) -> String {
         self.friends
             .get(&who)
             .or_else(|| self.strangers.get(&who))
@@ -323,10 +325,10 @@ impl World {
             .unwrap_or_else(|| format!("user {who}"))
     }
 
-    /// `who`'s rank in `group`; `bot` is the account itself.
-    fn rank(&self, group: i64, who: i64, bot: i64) -> Result<Permission, OpError> {
+    /// `who`'s rank in `group`; `me` is the account itself.
+    fn rank(&self, group: GroupId, who: UserId, me: UserId) -> Result<Permission, OpError> {
         let g = self.group(group)?;
-        if who == bot {
+        if who == me {
             return Ok(g.bot_permission);
         }
         g.members
@@ -336,10 +338,17 @@ impl World {
     }
 
     /// Checks that `actor` may recall message `backend_id` in `target`, then marks it recalled.
-    fn recall(&mut self, target: Target, backend_id: i64, actor: i64, bot: i64) -> Result<i64, OpError> {
+    fn recall(
+        &mut self,
+        target: Target,
+        backend_id: UpstreamMsgId,
+        actor: UserId,
+        me: UserId,
+    ) -> Result<UserId, OpError> {
+        let number = backend_id.0;
         let m = self
             .messages
-            .get(&backend_id)
+            .get(&number)
             .filter(|m| m.target == target)
             .ok_or_else(|| err(ErrorCode::UnknownMessage, "no such message here"))?;
         if m.recalled {
@@ -350,14 +359,14 @@ impl World {
             let Target::Group { group } = target else {
                 return Err(err(ErrorCode::PermissionDenied, "only the sender recalls a private message"));
             };
-            if self.rank(group, actor, bot)? <= self.rank(group, sender, bot)? {
+            if self.rank(group, actor, me)? <= self.rank(group, sender, me)? {
                 return Err(err(ErrorCode::PermissionDenied, "only a higher rank recalls another's message"));
             }
         }
-        if let Some(m) = self.messages.get_mut(&backend_id) {
+        if let Some(m) = self.messages.get_mut(&number) {
             m.recalled = true;
         }
-        self.persist(backend_id);
+        self.persist(number);
         Ok(sender)
     }
 
@@ -387,7 +396,7 @@ fn muted(until: i64) -> bool {
 
 #[async_trait]
 impl Backend for SimBackend {
-    fn account(&self) -> i64 {
+    fn account(&self) -> AccountId {
         self.account
     }
 
@@ -411,30 +420,31 @@ impl Backend for SimBackend {
                 }
             }
         }
-        Ok(w.store(target, self.account, chain_text(&message.elements)))
+        Ok(w.store(target, self.account.as_user(), chain_text(&message.elements)))
     }
 
-    async fn recall(&self, target: Target, backend_id: i64) -> Result<(), OpError> {
+    async fn recall(&self, target: Target, backend_id: UpstreamMsgId) -> Result<(), OpError> {
         let mut w = self.world.lock();
-        let revokee = w.recall(target, backend_id, self.account, self.account)?;
-        self.emit(BackendEvent::Recall { target, backend_id, revoker: self.account, revokee });
+        let me = self.account.as_user();
+        let revokee = w.recall(target, backend_id, me, me)?;
+        self.emit(BackendEvent::Recall { target, backend_id, revoker: me, revokee });
         Ok(())
     }
 
-    async fn mute(&self, group: i64, member: i64, seconds: i64) -> Result<(), OpError> {
+    async fn mute(&self, group: GroupId, member: UserId, seconds: i64) -> Result<(), OpError> {
         if !(0..=MAX_MUTE_SECONDS).contains(&seconds) {
             return Err(err(ErrorCode::BadRequest, format!("time must be 0..={MAX_MUTE_SECONDS} seconds")));
         }
         let mut w = self.world.lock();
-        if w.rank(group, self.account, self.account)? <= w.rank(group, member, self.account)? || member == self.account
-        {
+        let me = self.account.as_user();
+        if w.rank(group, me, me)? <= w.rank(group, member, me)? || member == me {
             return Err(err(ErrorCode::PermissionDenied, "only a higher rank mutes a member"));
         }
         if let Some(m) = w.group_mut(group)?.members.get_mut(&member) {
             m.muted_until = if seconds == 0 { 0 } else { unix_now() + seconds };
         }
         self.emit(BackendEvent::Group {
-            event: GroupEvent::Mute { who: member, group, operator: self.account, duration: seconds },
+            event: GroupEvent::Mute { who: member, group, operator: me, duration: seconds },
             request_token: None,
         });
         Ok(())
@@ -492,7 +502,7 @@ impl Backend for SimBackend {
         w.groups.keys().map(|&id| w.group_model(id)).collect()
     }
 
-    async fn members(&self, group: i64) -> Result<Vec<MemberModel>, OpError> {
+    async fn members(&self, group: GroupId) -> Result<Vec<MemberModel>, OpError> {
         let w = self.world.lock();
         Ok(w.group(group)?.members.iter().map(|(&id, m)| member_model(id, m)).collect())
     }
@@ -541,7 +551,7 @@ impl Backend for SimBackend {
                 })
             }
             Simulated::Recall { target, backend_id, revoker } => {
-                let revokee = w.recall(target, backend_id, revoker, self.account)?;
+                let revokee = w.recall(target, backend_id, revoker, self.account.as_user())?;
                 BackendEvent::Recall { target, backend_id, revoker, revokee }
             }
             Simulated::User(event) => self.apply_user(&mut w, event)?,
@@ -551,7 +561,7 @@ impl Backend for SimBackend {
     }
 }
 
-fn member_model(id: i64, m: &Member) -> MemberModel {
+fn member_model(id: UserId, m: &Member) -> MemberModel {
     let name_card_or_nick = if m.name_card.is_empty() { m.nick.clone() } else { m.name_card.clone() };
     MemberModel {
         id,
@@ -574,7 +584,7 @@ impl SimBackend {
                     kind: RequestKind::Friend,
                     who,
                     nick: nick.clone(),
-                    group: 0,
+                    group: GroupId(0),
                     group_name: String::new(),
                     handled: false,
                 }));
@@ -620,7 +630,7 @@ impl SimBackend {
 
     /// Applies an injected group event to the world; returns the event to report.
     fn apply_group(&self, w: &mut World, event: GroupEvent) -> Result<BackendEvent, OpError> {
-        let bot = self.account;
+        let me = self.account.as_user();
         let mut request_token = None;
         let event = match event {
             GroupEvent::JoinRequest { who, group, comment, inviter, .. } => {
@@ -640,17 +650,21 @@ impl SimBackend {
                 if !(0..=MAX_MUTE_SECONDS).contains(&duration) {
                     return Err(err(ErrorCode::BadRequest, format!("duration must be 0..={MAX_MUTE_SECONDS}")));
                 }
-                let op_rank = w.rank(group, operator, bot)?;
-                let allowed =
-                    if who == 0 { op_rank >= Permission::Administrator } else { op_rank > w.rank(group, who, bot)? };
+                let op_rank = w.rank(group, operator, me)?;
+                let whole_group = who == UserId(0);
+                let allowed = if whole_group {
+                    op_rank >= Permission::Administrator
+                } else {
+                    op_rank > w.rank(group, who, me)?
+                };
                 if !allowed {
                     return Err(err(ErrorCode::PermissionDenied, "only a higher rank mutes"));
                 }
                 let until = if duration == 0 { 0 } else { unix_now() + duration };
                 let g = w.group_mut(group)?;
-                if who == 0 {
+                if whole_group {
                     g.whole_muted = duration != 0;
-                } else if who == bot {
+                } else if who == me {
                     g.bot_muted_until = until;
                 } else if let Some(m) = g.members.get_mut(&who) {
                     m.muted_until = until;
@@ -659,11 +673,11 @@ impl SimBackend {
             }
             GroupEvent::Admin { who, group, status } => {
                 let rank = if status { Permission::Administrator } else { Permission::Member };
-                if w.rank(group, who, bot)? == Permission::Owner {
+                if w.rank(group, who, me)? == Permission::Owner {
                     return Err(err(ErrorCode::PermissionDenied, "the owner's rank cannot change"));
                 }
                 let g = w.group_mut(group)?;
-                if who == bot {
+                if who == me {
                     g.bot_permission = rank;
                 } else if let Some(m) = g.members.get_mut(&who) {
                     m.permission = rank;
@@ -676,7 +690,7 @@ impl SimBackend {
                 GroupEvent::MemberJoined { who, group }
             }
             GroupEvent::MemberLeft { who, group, operator } => {
-                if operator != who && w.rank(group, operator, bot)? <= w.rank(group, who, bot)? {
+                if operator != who && w.rank(group, operator, me)? <= w.rank(group, who, me)? {
                     return Err(err(ErrorCode::PermissionDenied, "only a higher rank removes a member"));
                 }
                 w.group_mut(group)?

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Bridge;
 use crate::backend::Backend;
 use crate::registry::{Handle, IdKind, LookupError, MessageRef, RequestInfo, RequestKind, SourceInfo};
-use crate::schema::{ErrorCode, OpError};
+use crate::schema::{AccountId, ErrorCode, OpError, ReceiptId, ReplyKey, RequestId, SourceId};
 
 pub(super) fn lookup_error(kind: IdKind, e: LookupError) -> OpError {
     use ErrorCode::*;
@@ -28,15 +28,15 @@ impl Bridge {
         self.accounts.write().insert(backend.account(), backend);
     }
 
-    pub fn accounts(&self) -> Vec<i64> {
+    pub fn accounts(&self) -> Vec<AccountId> {
         self.accounts.read().keys().copied().collect()
     }
 
-    pub(super) fn backend(&self, bot: Option<i64>) -> Result<(i64, Arc<dyn Backend>), OpError> {
+    pub(super) fn backend(&self, account: Option<AccountId>) -> Result<(AccountId, Arc<dyn Backend>), OpError> {
         let accounts = self.accounts.read();
-        let bot = match bot {
-            Some(bot) => bot,
-            None if accounts.len() == 1 => *accounts.keys().next().unwrap_or(&0),
+        let account = match account {
+            Some(account) => account,
+            None if accounts.len() == 1 => accounts.keys().next().copied().unwrap_or_default(),
             None => {
                 return Err(OpError::new(
                     ErrorCode::AmbiguousBot,
@@ -45,32 +45,40 @@ impl Bridge {
             }
         };
         let backend = accounts
-            .get(&bot)
+            .get(&account)
             .cloned()
-            .ok_or_else(|| OpError::new(ErrorCode::UnknownBot, format!("no account {bot}")))?;
-        Ok((bot, backend))
+            .ok_or_else(|| OpError::new(ErrorCode::UnknownBot, format!("no account {account}")))?;
+        Ok((account, backend))
     }
 
     fn resolve(&self, id: &str, kind: IdKind) -> Result<Handle, OpError> {
         self.registry.lookup(id, kind).map_err(|e| lookup_error(kind, e))
     }
 
-    pub(super) fn resolve_source(&self, id: &str) -> Result<SourceInfo, OpError> {
-        match self.resolve(id, IdKind::Source)? {
+    pub(super) fn resolve_source(&self, id: &SourceId) -> Result<SourceInfo, OpError> {
+        match self.resolve(id.as_str(), IdKind::Source)? {
             Handle::Source(info) => Ok(info),
             _ => Err(lookup_error(IdKind::Source, LookupError::Unknown)),
         }
     }
 
-    pub(super) fn resolve_message(&self, id: &str, kind: IdKind) -> Result<MessageRef, OpError> {
+    pub(super) fn resolve_reply_key(&self, id: &ReplyKey) -> Result<MessageRef, OpError> {
+        self.resolve_message(id.as_str(), IdKind::ReplyKey)
+    }
+
+    pub(super) fn resolve_receipt(&self, id: &ReceiptId) -> Result<MessageRef, OpError> {
+        self.resolve_message(id.as_str(), IdKind::Receipt)
+    }
+
+    fn resolve_message(&self, id: &str, kind: IdKind) -> Result<MessageRef, OpError> {
         match self.resolve(id, kind)? {
             Handle::ReplyKey(m) | Handle::Receipt(m) => Ok(m),
             _ => Err(lookup_error(kind, LookupError::Unknown)),
         }
     }
 
-    pub(super) fn resolve_request(&self, id: &str, kind: RequestKind) -> Result<RequestInfo, OpError> {
-        match self.resolve(id, IdKind::Request)? {
+    pub(super) fn resolve_request(&self, id: &RequestId, kind: RequestKind) -> Result<RequestInfo, OpError> {
+        match self.resolve(id.as_str(), IdKind::Request)? {
             Handle::Request(info) if info.kind == kind => Ok(info),
             _ => Err(lookup_error(IdKind::Request, LookupError::Unknown)),
         }

@@ -7,10 +7,10 @@
 use super::outgoing::preview;
 use super::{Bridge, Caller, Scope};
 use crate::backend::{Backend, RequestAnswer};
-use crate::registry::{Handle, IdKind, MessageRef, RequestKind, SourceInfo};
+use crate::registry::{IdKind, MessageRef, RequestKind, SourceInfo};
 use crate::schema::{
-    BotContent, Element, ErrorCode, HandleRequestContent, ListMembersContent, MessageChain, MuteMemberContent, OpData,
-    OpError, OpKind, Operation, Outgoing, Target,
+    AccountContent, AccountId, Element, ErrorCode, HandleRequestContent, ListMembersContent, MessageChain,
+    MuteMemberContent, OpData, OpError, OpKind, Operation, Outgoing, Target, UserId,
 };
 
 impl Bridge {
@@ -19,20 +19,26 @@ impl Bridge {
         let kind = op.kind();
         match op {
             Operation::Reply(c) => {
-                let m = self.resolve_message(&c.id, IdKind::ReplyKey)?;
-                caller.check(kind, m.bot, Scope::of(m.target))?;
-                self.send_as(caller, m.bot, m.target, &c.message).await
+                let m = self.resolve_reply_key(&c.id)?;
+                caller.check(kind, m.account, Scope::of(m.target))?;
+                self.send_as(caller, m.account, m.target, &c.message).await
             }
             Operation::SendToGroup(c) => {
                 let target = Target::Group { group: c.group };
-                self.checked_send(caller, kind, c.bot, target, &c.message).await
+                self.checked_send(caller, kind, c.account, target, &c.message).await
             }
             Operation::SendToFriend(c) => {
                 let target = Target::Friend { friend: c.friend };
-                self.checked_send(caller, kind, c.bot, target, &c.message).await
+                self.checked_send(caller, kind, c.account, target, &c.message).await
             }
-            Operation::RecallReceipt(c) => self.recall(caller, kind, &c.receipt, IdKind::Receipt).await,
-            Operation::Recall(c) => self.recall(caller, kind, &c.message_source, IdKind::Source).await,
+            Operation::RecallReceipt(c) => {
+                let m = self.resolve_receipt(&c.receipt)?;
+                self.recall(caller, kind, m, IdKind::Receipt).await
+            }
+            Operation::Recall(c) => {
+                let m = self.resolve_source(&c.message_source)?.msg;
+                self.recall(caller, kind, m, IdKind::Source).await
+            }
             Operation::MuteMember(c) => self.mute(caller, kind, c).await,
             Operation::HandleFriendRequest(c) => self.answer(caller, kind, RequestKind::Friend, c).await,
             Operation::HandleGroupInvite(c) => self.answer(caller, kind, RequestKind::GroupInvite, c).await,
@@ -64,7 +70,7 @@ impl Bridge {
         &self,
         caller: &Caller,
         kind: OpKind,
-        account: Option<i64>,
+        account: Option<AccountId>,
         target: Target,
         chain: &MessageChain,
     ) -> Result<OpData, OpError> {
@@ -77,7 +83,7 @@ impl Bridge {
     async fn send_as(
         &self,
         caller: &Caller,
-        account: i64,
+        account: AccountId,
         target: Target,
         chain: &MessageChain,
     ) -> Result<OpData, OpError> {
@@ -86,9 +92,11 @@ impl Bridge {
         self.media.vet(caller.kind, &mut message.elements).await?;
         let text = preview(&message.elements);
         let sent = backend.send(target, message).await?;
-        let msg = MessageRef { bot: account, target, backend_id: sent.backend_id };
-        let source_id = self.registry.issue(Handle::Source(SourceInfo { msg, sender: account, time: sent.time, text }));
-        let receipt_id = self.registry.issue(Handle::Receipt(msg));
+        let msg = MessageRef { account, target, backend_id: sent.backend_id };
+        // The account is the sender of what it sends.
+        let sender = UserId(account.0);
+        let source_id = self.registry.issue_source(SourceInfo { msg, sender, time: sent.time, text });
+        let receipt_id = self.registry.issue_receipt(msg);
         // Acknowledged IDs must survive a crash: commit before answering.
         self.commit_before_ack(caller, "sent").await?;
         let mut audited = Vec::with_capacity(chain.len() + 1);
@@ -102,14 +110,10 @@ impl Bridge {
         Ok(OpData::Sent { receipt_id, source_id })
     }
 
-    /// `Recall` (by source ID) and `RecallReceipt` (by receipt).
-    async fn recall(&self, caller: &Caller, kind: OpKind, id: &str, by: IdKind) -> Result<OpData, OpError> {
-        let m = match by {
-            IdKind::Source => self.resolve_source(id)?.msg,
-            _ => self.resolve_message(id, by)?,
-        };
-        caller.check(kind, m.bot, Scope::of(m.target))?;
-        let (_, backend) = self.backend(Some(m.bot))?;
+    /// `Recall` (by source ID) and `RecallReceipt` (by receipt), once resolved.
+    async fn recall(&self, caller: &Caller, kind: OpKind, m: MessageRef, by: IdKind) -> Result<OpData, OpError> {
+        caller.check(kind, m.account, Scope::of(m.target))?;
+        let (_, backend) = self.backend(Some(m.account))?;
         backend.recall(m.target, m.backend_id).await.map_err(|e| match (by, e.code) {
             // The receipt resolved, but its message is gone upstream: say so in receipt terms.
             (IdKind::Receipt, ErrorCode::UnknownMessage) => OpError::new(ErrorCode::UnknownReceipt, e.message),
@@ -120,7 +124,7 @@ impl Bridge {
     }
 
     async fn mute(&self, caller: &Caller, kind: OpKind, c: MuteMemberContent) -> Result<OpData, OpError> {
-        let (account, backend) = self.backend(c.bot)?;
+        let (account, backend) = self.backend(c.account)?;
         caller.check(kind, account, Scope::Group(c.group))?;
         backend.mute(c.group, c.member, c.time).await?;
         Ok(OpData::Done {})
@@ -135,8 +139,8 @@ impl Bridge {
     ) -> Result<OpData, OpError> {
         let req = self.resolve_request(&c.request_id, request)?;
         let scope = if request == RequestKind::Friend { Scope::Private(req.who) } else { Scope::Group(req.group) };
-        caller.check(kind, req.bot, scope)?;
-        let (_, backend) = self.backend(Some(req.bot))?;
+        caller.check(kind, req.account, scope)?;
+        let (_, backend) = self.backend(Some(req.account))?;
         let answer = RequestAnswer { token: req.token, accept: c.accept, reason: c.reason };
         match request {
             RequestKind::Friend => backend.answer_friend_request(answer).await?,
@@ -151,25 +155,25 @@ impl Bridge {
         &self,
         caller: &Caller,
         kind: OpKind,
-        c: BotContent,
+        c: AccountContent,
     ) -> Result<std::sync::Arc<dyn Backend>, OpError> {
-        let (account, backend) = self.backend(c.bot)?;
+        let (account, backend) = self.backend(c.account)?;
         caller.check(kind, account, Scope::Account)?;
         Ok(backend)
     }
 
-    async fn list_friends(&self, caller: &Caller, kind: OpKind, c: BotContent) -> Result<OpData, OpError> {
+    async fn list_friends(&self, caller: &Caller, kind: OpKind, c: AccountContent) -> Result<OpData, OpError> {
         let backend = self.account_backend(caller, kind, c)?;
         Ok(OpData::Friends { friends: backend.friends().await? })
     }
 
-    async fn list_groups(&self, caller: &Caller, kind: OpKind, c: BotContent) -> Result<OpData, OpError> {
+    async fn list_groups(&self, caller: &Caller, kind: OpKind, c: AccountContent) -> Result<OpData, OpError> {
         let backend = self.account_backend(caller, kind, c)?;
         Ok(OpData::Groups { groups: backend.groups().await? })
     }
 
     async fn list_members(&self, caller: &Caller, kind: OpKind, c: ListMembersContent) -> Result<OpData, OpError> {
-        let (account, backend) = self.backend(c.bot)?;
+        let (account, backend) = self.backend(c.account)?;
         caller.check(kind, account, Scope::Group(c.group))?;
         Ok(OpData::Members { members: backend.members(c.group).await? })
     }

@@ -4,15 +4,15 @@
 use super::Bridge;
 use super::outgoing::preview;
 use crate::backend::{BackendEvent, IncomingMessage, Sender};
-use crate::registry::{Handle, MessageRef, RequestInfo, RequestKind, SourceInfo};
+use crate::registry::{MessageRef, RequestInfo, RequestKind, SourceInfo};
 use crate::schema::{
-    ChatKind, Element, Event, FriendModel, GroupEvent, GroupModel, MemberModel, MessageEvent, Permission, RevokeEvent,
-    Target, UserEvent,
+    AccountId, ChatKind, Element, Event, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, MessageEvent,
+    Permission, RevokeEvent, Target, UpstreamMsgId, UserEvent, UserId,
 };
 
 impl Bridge {
     /// Gives a backend event its registry IDs and publishes it. Returns its `seq`.
-    pub fn ingest(&self, account: i64, event: BackendEvent) -> u64 {
+    pub fn ingest(&self, account: AccountId, event: BackendEvent) -> u64 {
         let now = self.now_s();
         let (time, event) = match event {
             BackendEvent::Message(m) => (m.time, Event::Msg(self.message_event(account, m))),
@@ -29,8 +29,8 @@ impl Bridge {
                 if let (Some(token), GroupEvent::JoinRequest { who, group, request_id, .. }) =
                     (request_token, &mut event)
                 {
-                    let info = RequestInfo { bot: account, kind: RequestKind::Join, token, who: *who, group: *group };
-                    *request_id = Some(self.registry.issue(Handle::Request(info)));
+                    let info = RequestInfo { account, kind: RequestKind::Join, token, who: *who, group: *group };
+                    *request_id = Some(self.registry.issue_request(info));
                 }
                 (now, Event::Group(event))
             }
@@ -41,60 +41,59 @@ impl Bridge {
     /// A recall names the source ID consumers already saw, or a new one.
     fn revoke_event(
         &self,
-        account: i64,
+        account: AccountId,
         now: i64,
         target: Target,
-        backend_id: i64,
-        revoker: i64,
-        revokee: i64,
+        backend_id: UpstreamMsgId,
+        revoker: UserId,
+        revokee: UserId,
     ) -> RevokeEvent {
-        let msg = MessageRef { bot: account, target, backend_id };
+        let msg = MessageRef { account, target, backend_id };
         let msg_id = self.registry.source_of(&msg).unwrap_or_else(|| {
-            self.registry.issue(Handle::Source(SourceInfo { msg, sender: revokee, time: now, text: String::new() }))
+            self.registry.issue_source(SourceInfo { msg, sender: revokee, time: now, text: String::new() })
         });
         let (kind, channel) = match target {
-            Target::Group { group } => (ChatKind::Group, group),
-            Target::Friend { friend } => (ChatKind::Private, friend),
-            Target::Temp { user, .. } => (ChatKind::Private, user),
+            Target::Group { group } => (ChatKind::Group, group.0),
+            Target::Friend { friend } => (ChatKind::Private, friend.0),
+            Target::Temp { user, .. } => (ChatKind::Private, user.0),
         };
         RevokeEvent { kind, revoker, revokee, channel, msg_id }
     }
 
     /// Swaps a friend request's or group invite's backend token for a request ID.
-    fn issue_user_request(&self, account: i64, event: &mut UserEvent, token: String) {
+    fn issue_user_request(&self, account: AccountId, event: &mut UserEvent, token: String) {
         let (kind, who, group) = match &*event {
-            UserEvent::NewFriendRequest { who, .. } => (RequestKind::Friend, *who, 0),
+            UserEvent::NewFriendRequest { who, .. } => (RequestKind::Friend, *who, GroupId(0)),
             UserEvent::GroupInvite { group, inviter, .. } => (RequestKind::GroupInvite, *inviter, *group),
             _ => return,
         };
-        let id = self.registry.issue(Handle::Request(RequestInfo { bot: account, kind, token, who, group }));
+        let id = self.registry.issue_request(RequestInfo { account, kind, token, who, group });
         if let UserEvent::NewFriendRequest { request_id, .. } | UserEvent::GroupInvite { request_id, .. } = event {
             *request_id = Some(id);
         }
     }
 
-    fn message_event(&self, bot: i64, m: IncomingMessage) -> MessageEvent {
-        let msg = MessageRef { bot, target: m.target, backend_id: m.backend_id };
+    fn message_event(&self, account: AccountId, m: IncomingMessage) -> MessageEvent {
+        let msg = MessageRef { account, target: m.target, backend_id: m.backend_id };
         let text = preview(&m.elements);
-        let source_id =
-            self.registry.issue(Handle::Source(SourceInfo { msg, sender: m.sender.id(), time: m.time, text }));
-        let reply_key = self.registry.issue(Handle::ReplyKey(msg));
+        let source_id = self.registry.issue_source(SourceInfo { msg, sender: m.sender.id(), time: m.time, text });
+        let reply_key = self.registry.issue_reply_key(msg);
         let mut message = Vec::with_capacity(m.elements.len() + 2);
         message.push(Element::MessageSource { id: source_id });
         if let Some(q) = m.quote {
-            let quoted = MessageRef { bot, target: m.target, backend_id: q.backend_id };
+            let quoted = MessageRef { account, target: m.target, backend_id: q.backend_id };
             let id = self.registry.source_of(&quoted).unwrap_or_else(|| {
-                self.registry.issue(Handle::Source(SourceInfo {
+                self.registry.issue_source(SourceInfo {
                     msg: quoted,
-                    sender: q.to.unwrap_or(0),
+                    sender: q.to.unwrap_or_default(),
                     time: q.time.unwrap_or(0),
                     text: q.text.clone().unwrap_or_default(),
-                }))
+                })
             });
             message.push(Element::Quote { id, to: q.to, time: q.time, text: q.text });
         }
         message.extend(m.elements);
-        let group_model = |id: i64| {
+        let group_model = |id: GroupId| {
             m.group.clone().unwrap_or(GroupModel { id, name: String::new(), bot_permission: Permission::Member })
         };
         match (m.target, m.sender) {
@@ -115,19 +114,19 @@ impl Bridge {
                     sender,
                     reply_key,
                     message,
-                    bot,
+                    account,
                     anonymous: m.anonymous,
                 }
             }
             (Target::Friend { .. }, sender) => {
-                MessageEvent::FriendMessage { sender: friend_model(sender), message, reply_key, bot }
+                MessageEvent::FriendMessage { sender: friend_model(sender), message, reply_key, account }
             }
             (Target::Temp { group, .. }, sender) => MessageEvent::TempMessage {
                 group: group_model(group),
                 sender: friend_model(sender),
                 message,
                 reply_key,
-                bot,
+                account,
             },
         }
     }

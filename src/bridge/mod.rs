@@ -22,13 +22,14 @@ use crate::backend::{Backend, EventSink};
 use crate::bus::Bus;
 use crate::media::MediaPolicy;
 use crate::registry::{Clock, Registry};
+use crate::schema::AccountId;
 
 pub struct Bridge {
     registry: Arc<Registry>,
     bus: Arc<Bus>,
     clock: Arc<dyn Clock>,
     media: MediaPolicy,
-    accounts: RwLock<BTreeMap<i64, Arc<dyn Backend>>>,
+    accounts: RwLock<BTreeMap<AccountId, Arc<dyn Backend>>>,
 }
 
 impl Bridge {

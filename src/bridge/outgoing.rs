@@ -3,7 +3,7 @@
 
 use super::Bridge;
 use crate::backend::OutgoingMessage;
-use crate::schema::{Element, ErrorCode, OpError, chain_text};
+use crate::schema::{AccountId, Element, ErrorCode, OpError, chain_text};
 
 /// A quote's text preview: the first characters of the message.
 pub(super) fn preview(chain: &[Element]) -> String {
@@ -14,7 +14,7 @@ pub(super) fn preview(chain: &[Element]) -> String {
 impl Bridge {
     /// Turns a chain to send into backend terms: drops MessageSource, resolves a
     /// Quote (of a message of the same account), refuses what cannot be sent.
-    pub(super) fn outgoing(&self, bot: i64, chain: &[Element]) -> Result<OutgoingMessage, OpError> {
+    pub(super) fn outgoing(&self, account: AccountId, chain: &[Element]) -> Result<OutgoingMessage, OpError> {
         let bad = |m: &str| Err(OpError::new(ErrorCode::BadMessage, m.to_owned()));
         let mut quote = None;
         let mut elements = Vec::with_capacity(chain.len());
@@ -26,7 +26,7 @@ impl Bridge {
                         return bad("a message quotes at most one message");
                     }
                     let info = self.resolve_source(id)?;
-                    if info.msg.bot != bot {
+                    if info.msg.account != account {
                         return bad("a quoted message must belong to the same account");
                     }
                     quote = Some(info.msg.backend_id);

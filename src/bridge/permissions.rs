@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::schema::{ErrorCode, OpError, OpKind, Target};
+use crate::schema::{AccountId, ErrorCode, GroupId, OpError, OpKind, Target, UserId};
 
 /// What a caller may do. `None` in a field means no restriction, except that
 /// listing either `groups` or `friends` restricts chats to what is listed:
@@ -14,11 +14,11 @@ use crate::schema::{ErrorCode, OpError, OpKind, Target};
 #[serde(deny_unknown_fields)]
 pub struct Permissions {
     /// Accounts it may act for.
-    pub accounts: Option<Vec<i64>>,
+    pub accounts: Option<Vec<AccountId>>,
     /// Groups it may act in.
-    pub groups: Option<Vec<i64>>,
+    pub groups: Option<Vec<GroupId>>,
     /// Users it may talk to in private (friend and temp) chats.
-    pub friends: Option<Vec<i64>>,
+    pub friends: Option<Vec<UserId>>,
     /// Operations it may call.
     pub operations: Option<Vec<OpKind>>,
 }
@@ -26,9 +26,9 @@ pub struct Permissions {
 /// Where an operation acts, for the permission check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    Group(i64),
+    Group(GroupId),
     /// A friend or temp chat with this user (or a request from them).
-    Private(i64),
+    Private(UserId),
     /// The account as a whole (lists, injected events).
     Account,
 }
@@ -44,7 +44,7 @@ impl Scope {
 }
 
 impl Permissions {
-    pub(super) fn check(&self, op: OpKind, bot: i64, scope: Scope) -> Result<(), OpError> {
+    pub(super) fn check(&self, op: OpKind, account: AccountId, scope: Scope) -> Result<(), OpError> {
         let denied = |what: String| Err(OpError::new(ErrorCode::Forbidden, what));
         if let Some(ops) = &self.operations
             && !ops.contains(&op)
@@ -52,17 +52,18 @@ impl Permissions {
             return denied(format!("operation {op} is not permitted"));
         }
         if let Some(accounts) = &self.accounts
-            && !accounts.contains(&bot)
+            && !accounts.contains(&account)
         {
-            return denied(format!("account {bot} is not permitted"));
+            return denied(format!("account {account} is not permitted"));
         }
         let chats_restricted = self.groups.is_some() || self.friends.is_some();
-        let listed = |list: &Option<Vec<i64>>, id: i64| list.as_ref().is_some_and(|l| l.contains(&id));
+        let listed = |list: Option<&Vec<GroupId>>, id: GroupId| list.is_some_and(|l| l.contains(&id));
+        let listed_user = |list: Option<&Vec<UserId>>, id: UserId| list.is_some_and(|l| l.contains(&id));
         match scope {
-            Scope::Group(group) if chats_restricted && !listed(&self.groups, group) => {
+            Scope::Group(group) if chats_restricted && !listed(self.groups.as_ref(), group) => {
                 denied(format!("group {group} is not permitted"))
             }
-            Scope::Private(user) if chats_restricted && !listed(&self.friends, user) => {
+            Scope::Private(user) if chats_restricted && !listed_user(self.friends.as_ref(), user) => {
                 denied(format!("a private chat with {user} is not permitted (list the user in `friends`)"))
             }
             _ => Ok(()),
@@ -97,9 +98,9 @@ impl Caller {
         Self { name: name.into(), kind: CallerKind::WasmBot, permissions }
     }
 
-    pub(super) fn check(&self, op: OpKind, bot: i64, scope: Scope) -> Result<(), OpError> {
+    pub(super) fn check(&self, op: OpKind, account: AccountId, scope: Scope) -> Result<(), OpError> {
         match &self.permissions {
-            Some(p) => p.check(op, bot, scope),
+            Some(p) => p.check(op, account, scope),
             None => Ok(()),
         }
     }

@@ -14,7 +14,7 @@ impl Bridge {
         name: OpKind,
         c: SimMessageContent,
     ) -> Result<OpData, OpError> {
-        let (bot, backend) = self.backend(c.bot)?;
+        let (account, backend) = self.backend(c.account)?;
         let target = match (c.group, c.friend, c.temp) {
             (Some(group), None, false) => Target::Group { group },
             (None, Some(friend), false) => Target::Friend { friend },
@@ -29,7 +29,7 @@ impl Bridge {
                 ));
             }
         };
-        caller.check(name, bot, Scope::of(target))?;
+        caller.check(name, account, Scope::of(target))?;
         let sender = match target {
             Target::Group { .. } => {
                 c.sender.ok_or_else(|| OpError::new(ErrorCode::BadRequest, "a group message needs `sender`"))?
@@ -37,7 +37,7 @@ impl Bridge {
             Target::Friend { friend } => friend,
             Target::Temp { user, .. } => user,
         };
-        let mut message = self.outgoing(bot, &c.message)?;
+        let mut message = self.outgoing(account, &c.message)?;
         self.media.vet(caller.kind, &mut message.elements).await?;
         let action = Simulated::Message {
             target,
@@ -50,14 +50,14 @@ impl Bridge {
     }
 
     pub(super) async fn sim_event(&self, caller: &Caller, name: OpKind, c: SimEventContent) -> Result<OpData, OpError> {
-        let (bot, backend) = self.backend(c.bot)?;
+        let (account, backend) = self.backend(c.account)?;
         let action = match c.event {
             Event::Msg(_) => {
                 return Err(OpError::new(ErrorCode::BadRequest, "inject messages with SimMessage"));
             }
             Event::Revoke(r) => {
                 let info = self.resolve_source(&r.msg_id)?;
-                if info.msg.bot != bot {
+                if info.msg.account != account {
                     return Err(lookup_error(IdKind::Source, LookupError::Unknown));
                 }
                 Simulated::Recall { target: info.msg.target, backend_id: info.msg.backend_id, revoker: r.revoker }
@@ -65,7 +65,7 @@ impl Bridge {
             Event::User(e) => Simulated::User(e),
             Event::Group(e) => Simulated::Group(e),
         };
-        caller.check(name, bot, Scope::Account)?;
+        caller.check(name, account, Scope::Account)?;
         Ok(OpData::Caused { seq: backend.simulate(action).await? })
     }
 }

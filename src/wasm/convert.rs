@@ -14,12 +14,12 @@ fn permission(p: s::Permission) -> w::Permission {
 }
 
 pub fn friend(f: &s::FriendModel) -> w::Friend {
-    w::Friend { id: f.id, nick: f.nick.clone() }
+    w::Friend { id: f.id.0, nick: f.nick.clone() }
 }
 
 pub fn member(m: &s::MemberModel) -> w::Member {
     w::Member {
-        id: m.id,
+        id: m.id.0,
         nick: m.nick.clone(),
         name_card: m.name_card.clone(),
         name_card_or_nick: m.name_card_or_nick.clone(),
@@ -29,14 +29,14 @@ pub fn member(m: &s::MemberModel) -> w::Member {
 }
 
 pub fn group(g: &s::GroupModel) -> w::Group {
-    w::Group { id: g.id, name: g.name.clone(), bot_permission: permission(g.bot_permission) }
+    w::Group { id: g.id.0, name: g.name.clone(), bot_permission: permission(g.bot_permission) }
 }
 
 pub fn element(e: &s::Element) -> w::Element {
     match e {
-        s::Element::MessageSource { id } => w::Element::MessageSource(id.clone()),
+        s::Element::MessageSource { id } => w::Element::MessageSource(id.0.clone()),
         s::Element::Plain { msg } => w::Element::Plain(msg.clone()),
-        s::Element::At { target, display } => w::Element::At(w::At { target: *target, display: display.clone() }),
+        s::Element::At { target, display } => w::Element::At(w::At { target: target.0, display: display.clone() }),
         s::Element::AtAll => w::Element::AtAll,
         s::Element::Face { id } => w::Element::Face(*id),
         s::Element::Image { id, url } => w::Element::Image(w::Image { id: id.clone(), url: url.clone() }),
@@ -48,7 +48,7 @@ pub fn element(e: &s::Element) -> w::Element {
             w::Element::Voice(w::Voice { url: url.clone(), filename: filename.clone() })
         }
         s::Element::Quote { id, to, time, text } => {
-            w::Element::Quote(w::Quote { id: id.clone(), to: *to, time: *time, text: text.clone() })
+            w::Element::Quote(w::Quote { id: id.0.clone(), to: to.map(|t| t.0), time: *time, text: text.clone() })
         }
         s::Element::LightApp { content } => w::Element::LightApp(content.clone()),
         s::Element::Service { id, content } => w::Element::Service(w::Service { id: *id, content: content.clone() }),
@@ -58,9 +58,9 @@ pub fn element(e: &s::Element) -> w::Element {
 
 pub fn element_from(e: w::Element) -> s::Element {
     match e {
-        w::Element::MessageSource(id) => s::Element::MessageSource { id },
+        w::Element::MessageSource(id) => s::Element::MessageSource { id: s::SourceId(id) },
         w::Element::Plain(msg) => s::Element::Plain { msg },
-        w::Element::At(a) => s::Element::At { target: a.target, display: a.display },
+        w::Element::At(a) => s::Element::At { target: s::UserId(a.target), display: a.display },
         w::Element::AtAll => s::Element::AtAll,
         w::Element::Face(id) => s::Element::Face { id },
         w::Element::Image(i) => s::Element::Image { id: i.id, url: i.url },
@@ -69,7 +69,9 @@ pub fn element_from(e: w::Element) -> s::Element {
         }
         w::Element::Poke(p) => s::Element::Poke { poke_type: p.poke_type, name: p.name },
         w::Element::Voice(v) => s::Element::Voice { url: v.url, filename: v.filename },
-        w::Element::Quote(q) => s::Element::Quote { id: q.id, to: q.to, time: q.time, text: q.text },
+        w::Element::Quote(q) => {
+            s::Element::Quote { id: s::SourceId(q.id), to: q.to.map(s::UserId), time: q.time, text: q.text }
+        }
         w::Element::LightApp(content) => s::Element::LightApp { content },
         w::Element::Service(x) => s::Element::Service { id: x.id, content: x.content },
         w::Element::Other(x) => s::Element::Other {
@@ -87,104 +89,120 @@ fn chain(c: &[s::Element]) -> Vec<w::Element> {
     c.iter().map(element).collect()
 }
 
-fn request_id(id: &Option<String>) -> String {
-    id.clone().unwrap_or_default()
+fn request_id(id: &Option<s::RequestId>) -> String {
+    id.as_ref().map(|r| r.0.clone()).unwrap_or_default()
 }
 
 pub fn event(frame: &s::EventFrame) -> w::Event {
     let data = match &frame.event {
-        s::Event::Msg(m) => w::EventData::Msg(match m {
-            s::MessageEvent::GroupMessage { group: g, sender, reply_key, message, anonymous, .. } => {
-                w::MessageEvent::Group(w::GroupMessage {
-                    group: group(g),
-                    sender: member(sender),
-                    reply_key: reply_key.clone(),
-                    message: chain(message),
-                    anonymous: *anonymous,
-                })
-            }
-            s::MessageEvent::FriendMessage { sender, message, reply_key, .. } => {
-                w::MessageEvent::Friend(w::FriendMessage {
-                    sender: friend(sender),
-                    reply_key: reply_key.clone(),
-                    message: chain(message),
-                })
-            }
-            s::MessageEvent::TempMessage { group: g, sender, message, reply_key, .. } => {
-                w::MessageEvent::Temp(w::TempMessage {
-                    group: group(g),
-                    sender: friend(sender),
-                    reply_key: reply_key.clone(),
-                    message: chain(message),
-                })
-            }
-        }),
-        s::Event::Revoke(r) => w::EventData::Revoke(w::Revoke {
-            kind: match r.kind {
-                s::ChatKind::Private => w::ChatKind::Private,
-                s::ChatKind::Group => w::ChatKind::Group,
-            },
-            revoker: r.revoker,
-            revokee: r.revokee,
-            channel: r.channel,
-            msg_id: r.msg_id.clone(),
-        }),
-        s::Event::User(u) => w::EventData::User(match u {
-            s::UserEvent::Online => w::UserEvent::Online,
-            s::UserEvent::Offline => w::UserEvent::Offline,
-            s::UserEvent::NewFriendRequest { who, nick, source, comment, request_id: id } => {
-                w::UserEvent::NewFriendRequest(w::FriendRequest {
-                    who: *who,
-                    nick: nick.clone(),
-                    source: source.clone(),
-                    comment: comment.clone(),
-                    request_id: request_id(id),
-                })
-            }
-            s::UserEvent::GroupInvite { group, group_name, inviter, request_id: id } => {
-                w::UserEvent::GroupInvite(w::GroupInvite {
-                    group: *group,
-                    group_name: group_name.clone(),
-                    inviter: *inviter,
-                    request_id: request_id(id),
-                })
-            }
-            s::UserEvent::FriendAdded { who, nick } => {
-                w::UserEvent::FriendAdded(w::Person { who: *who, nick: nick.clone() })
-            }
-            s::UserEvent::FriendRemoved { who, nick } => {
-                w::UserEvent::FriendRemoved(w::Person { who: *who, nick: nick.clone() })
-            }
-            s::UserEvent::GroupJoined { which } => w::UserEvent::GroupJoined(*which),
-            s::UserEvent::GroupLeft { which, operator } => {
-                w::UserEvent::GroupLeft(w::GroupLeft { which: *which, operator: *operator })
-            }
-        }),
-        s::Event::Group(g) => w::EventData::Group(match g {
-            s::GroupEvent::JoinRequest { who, group, comment, inviter, request_id: id } => {
-                w::GroupEvent::JoinRequest(w::JoinRequest {
-                    who: *who,
-                    group: *group,
-                    comment: comment.clone(),
-                    inviter: *inviter,
-                    request_id: request_id(id),
-                })
-            }
-            s::GroupEvent::Mute { who, group, operator, duration } => {
-                w::GroupEvent::Mute(w::Mute { who: *who, group: *group, operator: *operator, duration: *duration })
-            }
-            s::GroupEvent::Admin { who, group, status } => {
-                w::GroupEvent::Admin(w::Admin { who: *who, group: *group, status: *status })
-            }
-            s::GroupEvent::MemberJoined { who, group } => {
-                w::GroupEvent::MemberJoined(w::MemberJoined { who: *who, group: *group })
-            }
-            s::GroupEvent::MemberLeft { who, group, operator } => {
-                w::GroupEvent::MemberLeft(w::MemberLeft { who: *who, group: *group, operator: *operator })
-            }
-        }),
+        s::Event::Msg(m) => w::EventData::Msg(message_event(m)),
+        s::Event::Revoke(r) => w::EventData::Revoke(revoke(r)),
+        s::Event::User(u) => w::EventData::User(user_event(u)),
+        s::Event::Group(g) => w::EventData::Group(group_event(g)),
     };
-    w::Event { seq: frame.seq, time: frame.time, bot: frame.bot, data }
+    w::Event { seq: frame.seq, time: frame.time, bot: frame.account.0, data }
+}
+
+fn message_event(m: &s::MessageEvent) -> w::MessageEvent {
+    match m {
+        s::MessageEvent::GroupMessage { group: g, sender, reply_key, message, anonymous, .. } => {
+            w::MessageEvent::Group(w::GroupMessage {
+                group: group(g),
+                sender: member(sender),
+                reply_key: reply_key.0.clone(),
+                message: chain(message),
+                anonymous: *anonymous,
+            })
+        }
+        s::MessageEvent::FriendMessage { sender, message, reply_key, .. } => {
+            w::MessageEvent::Friend(w::FriendMessage {
+                sender: friend(sender),
+                reply_key: reply_key.0.clone(),
+                message: chain(message),
+            })
+        }
+        s::MessageEvent::TempMessage { group: g, sender, message, reply_key, .. } => {
+            w::MessageEvent::Temp(w::TempMessage {
+                group: group(g),
+                sender: friend(sender),
+                reply_key: reply_key.0.clone(),
+                message: chain(message),
+            })
+        }
+    }
+}
+
+fn revoke(r: &s::RevokeEvent) -> w::Revoke {
+    w::Revoke {
+        kind: match r.kind {
+            s::ChatKind::Private => w::ChatKind::Private,
+            s::ChatKind::Group => w::ChatKind::Group,
+        },
+        revoker: r.revoker.0,
+        revokee: r.revokee.0,
+        channel: r.channel,
+        msg_id: r.msg_id.0.clone(),
+    }
+}
+
+fn user_event(u: &s::UserEvent) -> w::UserEvent {
+    match u {
+        s::UserEvent::Online => w::UserEvent::Online,
+        s::UserEvent::Offline => w::UserEvent::Offline,
+        s::UserEvent::NewFriendRequest { who, nick, source, comment, request_id: id } => {
+            w::UserEvent::NewFriendRequest(w::FriendRequest {
+                who: who.0,
+                nick: nick.clone(),
+                source: source.clone(),
+                comment: comment.clone(),
+                request_id: request_id(id),
+            })
+        }
+        s::UserEvent::GroupInvite { group, group_name, inviter, request_id: id } => {
+            w::UserEvent::GroupInvite(w::GroupInvite {
+                group: group.0,
+                group_name: group_name.clone(),
+                inviter: inviter.0,
+                request_id: request_id(id),
+            })
+        }
+        s::UserEvent::FriendAdded { who, nick } => {
+            w::UserEvent::FriendAdded(w::Person { who: who.0, nick: nick.clone() })
+        }
+        s::UserEvent::FriendRemoved { who, nick } => {
+            w::UserEvent::FriendRemoved(w::Person { who: who.0, nick: nick.clone() })
+        }
+        s::UserEvent::GroupJoined { which } => w::UserEvent::GroupJoined(which.0),
+        s::UserEvent::GroupLeft { which, operator } => {
+            w::UserEvent::GroupLeft(w::GroupLeft { which: which.0, operator: operator.0 })
+        }
+    }
+}
+
+fn group_event(g: &s::GroupEvent) -> w::GroupEvent {
+    match g {
+        s::GroupEvent::JoinRequest { who, group, comment, inviter, request_id: id } => {
+            w::GroupEvent::JoinRequest(w::JoinRequest {
+                who: who.0,
+                group: group.0,
+                comment: comment.clone(),
+                inviter: inviter.0,
+                request_id: request_id(id),
+            })
+        }
+        s::GroupEvent::Mute { who, group, operator, duration } => {
+            w::GroupEvent::Mute(w::Mute { who: who.0, group: group.0, operator: operator.0, duration: *duration })
+        }
+        s::GroupEvent::Admin { who, group, status } => {
+            w::GroupEvent::Admin(w::Admin { who: who.0, group: group.0, status: *status })
+        }
+        s::GroupEvent::MemberJoined { who, group } => {
+            w::GroupEvent::MemberJoined(w::MemberJoined { who: who.0, group: group.0 })
+        }
+        s::GroupEvent::MemberLeft { who, group, operator } => {
+            w::GroupEvent::MemberLeft(w::MemberLeft { who: who.0, group: group.0, operator: operator.0 })
+        }
+    }
 }
 
 pub fn error(e: s::OpError) -> w::Error {

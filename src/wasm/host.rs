@@ -16,7 +16,7 @@ use super::bindings::Bot;
 use super::folder::{self, FileError, bot_name};
 use super::kv::Buckets;
 use super::limits::{BotConfig, BotConfigError, LogGate, MAX_MEMORY_MB};
-use super::logbook::Logbook;
+use super::logbook::{LogLevel, Logbook};
 use super::runner::{BotStatus, RunState, Runner};
 use super::store::{BotLog, BotState, BotTemplate, LiveBot, TICK_MS};
 use crate::bridge::Bridge;
@@ -260,7 +260,7 @@ impl WasmHost {
                 if let Some(slot) = self.inner.slots.lock().get(name) {
                     slot.status.lock().rejected = Some(why.clone());
                 }
-                self.inner.logbook.record(name, "error", &format!("refused: {why}"));
+                self.inner.logbook.record(name, LogLevel::Error, &format!("refused: {why}"));
                 self.inner.logbook.changed();
             }
         }
@@ -382,7 +382,7 @@ impl WasmHost {
             .lock()
             .insert(name.to_owned(), Slot { version: version.clone(), config, stop, task: Some(task), status });
         tracing::info!(bot = name, version, "loaded");
-        inner.logbook.record(name, "info", &format!("loaded version {version}"));
+        inner.logbook.record(name, LogLevel::Info, &format!("loaded version {version}"));
         inner.logbook.changed();
     }
 
@@ -396,7 +396,7 @@ impl WasmHost {
                 let _ = task.await;
             }
             tracing::info!(bot = name, "unloaded");
-            self.inner.logbook.record(name, "info", "unloaded");
+            self.inner.logbook.record(name, LogLevel::Info, "unloaded");
         }
         self.inner.logbook.changed();
     }

@@ -24,12 +24,26 @@ pub fn cut(message: &str) -> &str {
     &message[..end]
 }
 
+/// How a line came: a bot's `log` call at its level, its stdout or stderr,
+/// or the host saying what it did (at `Info`, `Warn` or `Error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Stdout,
+    Stderr,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {
     pub bot: String,
     /// Unix time, milliseconds.
     pub time: u64,
-    pub level: &'static str,
+    pub level: LogLevel,
     pub message: String,
 }
 
@@ -58,7 +72,7 @@ impl Default for Logbook {
 }
 
 impl Logbook {
-    pub fn record(&self, bot: &str, level: &'static str, message: &str) {
+    pub fn record(&self, bot: &str, level: LogLevel, message: &str) {
         let message = cut(message).to_owned();
         let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let line = LogLine { bot: bot.to_owned(), time, level, message };
@@ -112,11 +126,11 @@ mod tests {
     #[test]
     fn a_chatty_bot_only_overwrites_its_own_lines() {
         let book = Logbook::default();
-        book.record("quiet", "info", "hello");
+        book.record("quiet", LogLevel::Info, "hello");
         for i in 0..1000 {
-            book.record("chatty", "info", &format!("line {i}"));
+            book.record("chatty", LogLevel::Info, &format!("line {i}"));
         }
-        book.record("long", "info", &"é".repeat(MAX_LINE));
+        book.record("long", LogLevel::Info, &"é".repeat(MAX_LINE));
         assert_eq!(book.recent("quiet").len(), 1);
         let chatty = book.recent("chatty");
         assert_eq!(chatty.len(), LINES_PER_BOT);

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::convert;
+use super::logbook::LogLevel;
 use super::store::{BotTemplate, LiveBot};
 use crate::bus::{Bus, Frame, Payload, Subscription};
 
@@ -135,7 +136,7 @@ impl Runner {
         let name = &self.template.name;
         tracing::warn!(bot = %name, seq, "call failed, next event gets a fresh instance: {error}");
         let logbook = &self.template.logbook;
-        logbook.record(name, "warn", &format!("event {seq} failed: {error}"));
+        logbook.record(name, LogLevel::Warn, &format!("event {seq} failed: {error}"));
         *consecutive += 1;
         let now = Instant::now();
         failures.push_back(now);
@@ -148,7 +149,7 @@ impl Runner {
         if failures.len() >= CRASH_LIMIT {
             let reason = format!("{} failures within {}s; last: {error}", failures.len(), CRASH_WINDOW.as_secs());
             tracing::error!(bot = %name, "parked until its file changes: {reason}");
-            logbook.record(name, "error", &format!("parked until its file changes: {reason}"));
+            logbook.record(name, LogLevel::Error, &format!("parked until its file changes: {reason}"));
             status.state = RunState::Parked { reason };
             drop(status);
             logbook.changed();

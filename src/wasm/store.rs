@@ -13,7 +13,7 @@ use super::bindings::botbridge::bot::{kv, log, operations, types};
 use super::convert;
 use super::kv::{Bucket, KvError};
 use super::limits::{BotConfig, LogGate, RateLimiter};
-use super::logbook::{Logbook, MAX_LINE, cut};
+use super::logbook::{LogLevel, Logbook, MAX_LINE, cut};
 use crate::bridge::{Bridge, Caller};
 use crate::schema::{self as s, ErrorCode, OpData, OpError, Operation};
 
@@ -54,7 +54,9 @@ impl BotState {
 
     async fn send(&mut self, op: Operation) -> Result<types::Sent, types::Error> {
         match self.op(op).await? {
-            OpData::Sent { receipt_id, source_id } => Ok(types::Sent { receipt_id, source_id }),
+            OpData::Sent { receipt_id, source_id } => {
+                Ok(types::Sent { receipt_id: receipt_id.0, source_id: source_id.0 })
+            }
             _ => Err(internal()),
         }
     }
@@ -72,7 +74,11 @@ impl types::Host for BotState {}
 
 impl operations::Host for BotState {
     async fn reply(&mut self, reply_key: String, message: Vec<types::Element>) -> Result<types::Sent, types::Error> {
-        self.send(Operation::Reply(s::ReplyContent { id: reply_key, message: convert::chain_from(message) })).await
+        self.send(Operation::Reply(s::ReplyContent {
+            id: s::ReplyKey(reply_key),
+            message: convert::chain_from(message),
+        }))
+        .await
     }
 
     async fn send_to_group(
@@ -82,7 +88,12 @@ impl operations::Host for BotState {
         message: Vec<types::Element>,
     ) -> Result<types::Sent, types::Error> {
         let message = convert::chain_from(message);
-        self.send(Operation::SendToGroup(s::SendToGroupContent { bot, group, message })).await
+        self.send(Operation::SendToGroup(s::SendToGroupContent {
+            account: bot.map(s::AccountId),
+            group: s::GroupId(group),
+            message,
+        }))
+        .await
     }
 
     async fn send_to_friend(
@@ -92,15 +103,20 @@ impl operations::Host for BotState {
         message: Vec<types::Element>,
     ) -> Result<types::Sent, types::Error> {
         let message = convert::chain_from(message);
-        self.send(Operation::SendToFriend(s::SendToFriendContent { bot, friend, message })).await
+        self.send(Operation::SendToFriend(s::SendToFriendContent {
+            account: bot.map(s::AccountId),
+            friend: s::UserId(friend),
+            message,
+        }))
+        .await
     }
 
     async fn recall_receipt(&mut self, receipt: String) -> Result<(), types::Error> {
-        self.done(Operation::RecallReceipt(s::RecallReceiptContent { receipt })).await
+        self.done(Operation::RecallReceipt(s::RecallReceiptContent { receipt: s::ReceiptId(receipt) })).await
     }
 
     async fn recall(&mut self, message_source: String) -> Result<(), types::Error> {
-        self.done(Operation::Recall(s::RecallContent { message_source })).await
+        self.done(Operation::Recall(s::RecallContent { message_source: s::SourceId(message_source) })).await
     }
 
     async fn mute_member(
@@ -110,7 +126,13 @@ impl operations::Host for BotState {
         member: i64,
         seconds: i64,
     ) -> Result<(), types::Error> {
-        self.done(Operation::MuteMember(s::MuteMemberContent { bot, group, member, time: seconds })).await
+        self.done(Operation::MuteMember(s::MuteMemberContent {
+            account: bot.map(s::AccountId),
+            group: s::GroupId(group),
+            member: s::UserId(member),
+            time: seconds,
+        }))
+        .await
     }
 
     async fn handle_friend_request(
@@ -119,7 +141,12 @@ impl operations::Host for BotState {
         accept: bool,
         reason: Option<String>,
     ) -> Result<(), types::Error> {
-        self.done(Operation::HandleFriendRequest(s::HandleRequestContent { request_id, accept, reason })).await
+        self.done(Operation::HandleFriendRequest(s::HandleRequestContent {
+            request_id: s::RequestId(request_id),
+            accept,
+            reason,
+        }))
+        .await
     }
 
     async fn handle_group_invite(
@@ -128,7 +155,12 @@ impl operations::Host for BotState {
         accept: bool,
         reason: Option<String>,
     ) -> Result<(), types::Error> {
-        self.done(Operation::HandleGroupInvite(s::HandleRequestContent { request_id, accept, reason })).await
+        self.done(Operation::HandleGroupInvite(s::HandleRequestContent {
+            request_id: s::RequestId(request_id),
+            accept,
+            reason,
+        }))
+        .await
     }
 
     async fn handle_join_request(
@@ -137,25 +169,36 @@ impl operations::Host for BotState {
         accept: bool,
         reason: Option<String>,
     ) -> Result<(), types::Error> {
-        self.done(Operation::HandleJoinRequest(s::HandleRequestContent { request_id, accept, reason })).await
+        self.done(Operation::HandleJoinRequest(s::HandleRequestContent {
+            request_id: s::RequestId(request_id),
+            accept,
+            reason,
+        }))
+        .await
     }
 
     async fn list_friends(&mut self, bot: Option<i64>) -> Result<Vec<types::Friend>, types::Error> {
-        match self.op(Operation::ListFriends(s::BotContent { bot })).await? {
+        match self.op(Operation::ListFriends(s::AccountContent { account: bot.map(s::AccountId) })).await? {
             OpData::Friends { friends } => Ok(friends.iter().map(convert::friend).collect()),
             _ => Err(internal()),
         }
     }
 
     async fn list_groups(&mut self, bot: Option<i64>) -> Result<Vec<types::Group>, types::Error> {
-        match self.op(Operation::ListGroups(s::BotContent { bot })).await? {
+        match self.op(Operation::ListGroups(s::AccountContent { account: bot.map(s::AccountId) })).await? {
             OpData::Groups { groups } => Ok(groups.iter().map(convert::group).collect()),
             _ => Err(internal()),
         }
     }
 
     async fn list_members(&mut self, bot: Option<i64>, group: i64) -> Result<Vec<types::Member>, types::Error> {
-        match self.op(Operation::ListMembers(s::ListMembersContent { bot, group })).await? {
+        match self
+            .op(Operation::ListMembers(s::ListMembersContent {
+                account: bot.map(s::AccountId),
+                group: s::GroupId(group),
+            }))
+            .await?
+        {
             OpData::Members { members } => Ok(members.iter().map(convert::member).collect()),
             _ => Err(internal()),
         }
@@ -165,13 +208,13 @@ impl operations::Host for BotState {
 impl log::Host for BotState {
     async fn log(&mut self, level: log::Level, message: String) {
         let level = match level {
-            log::Level::Trace => tracing::Level::TRACE,
-            log::Level::Debug => tracing::Level::DEBUG,
-            log::Level::Info => tracing::Level::INFO,
-            log::Level::Warn => tracing::Level::WARN,
-            log::Level::Error => tracing::Level::ERROR,
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
         };
-        self.log.emit(level, None, &message);
+        self.log.emit(level, &message);
     }
 }
 
@@ -185,7 +228,7 @@ pub struct BotLog {
 }
 
 impl BotLog {
-    fn emit(&self, level: tracing::Level, stream: Option<&'static str>, message: &str) {
+    fn emit(&self, level: LogLevel, message: &str) {
         let bot = &*self.bot;
         let Some(dropped) = self.gate.lock().admit() else {
             self.logbook.note_dropped(bot);
@@ -193,33 +236,18 @@ impl BotLog {
         };
         if dropped > 0 {
             tracing::warn!(bot, dropped, "log rate limit: {dropped} lines dropped");
-            self.logbook.record(bot, "warn", &format!("log rate limit: {dropped} lines dropped"));
+            self.logbook.record(bot, LogLevel::Warn, &format!("log rate limit: {dropped} lines dropped"));
         }
         let message = cut(message);
-        let stream = stream.unwrap_or("log");
-        let name = match level {
-            tracing::Level::TRACE => {
-                tracing::trace!(bot, stream, "{message}");
-                "trace"
-            }
-            tracing::Level::DEBUG => {
-                tracing::debug!(bot, stream, "{message}");
-                "debug"
-            }
-            tracing::Level::INFO => {
-                tracing::info!(bot, stream, "{message}");
-                "info"
-            }
-            tracing::Level::WARN => {
-                tracing::warn!(bot, stream, "{message}");
-                "warn"
-            }
-            tracing::Level::ERROR => {
-                tracing::error!(bot, stream, "{message}");
-                "error"
-            }
-        };
-        self.logbook.record(bot, if stream == "log" { name } else { stream }, message);
+        match level {
+            LogLevel::Trace => tracing::trace!(bot, "{message}"),
+            LogLevel::Debug => tracing::debug!(bot, "{message}"),
+            LogLevel::Info => tracing::info!(bot, "{message}"),
+            LogLevel::Stdout | LogLevel::Stderr => tracing::info!(bot, stream = ?level, "{message}"),
+            LogLevel::Warn => tracing::warn!(bot, "{message}"),
+            LogLevel::Error => tracing::error!(bot, "{message}"),
+        }
+        self.logbook.record(bot, level, message);
     }
 }
 
@@ -254,7 +282,7 @@ impl kv::Host for BotState {
 #[derive(Clone)]
 struct LogStream {
     log: BotLog,
-    stream: &'static str,
+    stream: LogLevel,
 }
 
 impl wasmtime_wasi::cli::IsTerminal for LogStream {
@@ -277,7 +305,7 @@ struct LineWriter {
 impl LineWriter {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
-        self.target.log.emit(tracing::Level::INFO, Some(self.target.stream), text.trim_end());
+        self.target.log.emit(self.target.stream, text.trim_end());
         self.line.clear();
     }
 }
@@ -346,8 +374,8 @@ impl BotTemplate {
             .memories(16)
             .build();
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdout(LogStream { log: self.log.clone(), stream: "stdout" })
-            .stderr(LogStream { log: self.log.clone(), stream: "stderr" })
+            .stdout(LogStream { log: self.log.clone(), stream: LogLevel::Stdout })
+            .stderr(LogStream { log: self.log.clone(), stream: LogLevel::Stderr })
             .build();
         let state = BotState {
             name: self.name.clone(),

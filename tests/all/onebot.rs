@@ -84,7 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
 fn onebot_settings(mode: OnebotMode, url: Option<String>, listen: Option<String>) -> botbridge::config::Settings {
     let mut s = settings();
     s.accounts = vec![AccountConfig::Onebot {
-        id: QQ,
+        id: botbridge::ids::AccountId(QQ),
         mode,
         url,
         listen,

@@ -365,8 +365,10 @@ async fn sim_events_change_the_world_and_are_checked() {
 #[tokio::test]
 async fn several_accounts_need_bot() {
     let mut s = settings();
-    s.accounts =
-        vec![botbridge::config::AccountConfig::Sim { id: BOT }, botbridge::config::AccountConfig::Sim { id: 10002 }];
+    s.accounts = vec![
+        botbridge::config::AccountConfig::Sim { id: botbridge::ids::AccountId(BOT) },
+        botbridge::config::AccountConfig::Sim { id: botbridge::ids::AccountId(10002) },
+    ];
     let bridge = start(s).await;
     let mut c = Client::connect(&bridge.ws_url()).await;
     assert_eq!(c.hello["bots"], json!([BOT, 10002]));

@@ -13,11 +13,11 @@ use tokio::time::Instant;
 use super::wire::{self, Scene, Upstream};
 use super::{Inbound, Inner};
 use crate::backend::{BackendEvent, IncomingMessage, Sender};
-use crate::schema::{FriendModel, GroupEvent, GroupModel, Permission, Target, UserEvent};
+use crate::schema::{FriendModel, GroupEvent, GroupId, GroupModel, Permission, Target, UserEvent, UserId};
 
 impl Inner {
     /// A group's model: cached, else asked for (name, and the account's rank).
-    pub(super) async fn group(&self, group: i64) -> GroupModel {
+    pub(super) async fn group(&self, group: GroupId) -> GroupModel {
         if let Some(model) = self.groups.lock().get(&group) {
             return model.clone();
         }
@@ -49,7 +49,7 @@ impl Inner {
             let event = match upstream {
                 Upstream::Message { scene, sender, message_id, time, segments, anonymous } => {
                     let (elements, quote) = wire::elements(&segments);
-                    let user = sender.get("user_id").and_then(wire::int).unwrap_or(0);
+                    let user = UserId(sender.get("user_id").and_then(wire::int).unwrap_or(0));
                     let friend = || FriendModel {
                         id: user,
                         nick: sender.get("nickname").and_then(Value::as_str).unwrap_or_default().to_owned(),
@@ -107,7 +107,7 @@ impl Inner {
     }
 
     fn update_cache(&self, event: &BackendEvent) {
-        let me = self.config.id;
+        let me = self.config.id.as_user();
         match event {
             BackendEvent::Group { event: GroupEvent::Admin { who, group, status }, .. } if *who == me => {
                 if let Some(g) = self.groups.lock().get_mut(group) {

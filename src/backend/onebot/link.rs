@@ -111,7 +111,7 @@ impl Inner {
             }
         }
         let self_id = req.headers().get("x-self-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
-        if self_id.is_some_and(|id| id != self.config.id) {
+        if self_id.is_some_and(|id| id != self.config.id.0) {
             return Err(refuse(StatusCode::FORBIDDEN, "X-Self-ID is another account"));
         }
         Ok(())

@@ -31,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Backend, EventSink, OutgoingMessage, RequestAnswer, Sent};
-use crate::schema::{ErrorCode, FriendModel, GroupModel, MemberModel, OpError, Target};
+use crate::schema::{
+    AccountId, ErrorCode, FriendModel, GroupId, GroupModel, MemberModel, OpError, Target, UpstreamMsgId, UserId,
+};
 
 /// How one account reaches its OneBot implementation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +47,7 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnebotConfig {
     /// The account's QQ number (`self_id`).
-    pub id: i64,
+    pub id: AccountId,
     pub mode: Mode,
     pub access_token: Option<String>,
     /// How long a call may take before it fails with `timeout`.
@@ -55,7 +57,7 @@ pub struct OnebotConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum OnebotError {
     #[error("account {id}: cannot listen on {addr}")]
-    Listen { id: i64, addr: String, source: std::io::Error },
+    Listen { id: AccountId, addr: String, source: std::io::Error },
 }
 
 /// First reconnect delay in forward mode; doubles up to `MAX_BACKOFF`.
@@ -87,7 +89,7 @@ struct Inner {
     pending: Mutex<HashMap<String, oneshot::Sender<Result<Value, OpError>>>>,
     next_echo: AtomicU64,
     /// Group models: name and the account's own rank.
-    groups: Mutex<HashMap<i64, GroupModel>>,
+    groups: Mutex<HashMap<GroupId, GroupModel>>,
     online: AtomicBool,
     /// When the last heartbeat came, and the interval it promised.
     heartbeat: Mutex<Option<(Instant, Duration)>>,
@@ -114,7 +116,7 @@ impl OnebotBackend {
             heartbeat: Mutex::new(None),
             events,
         });
-        let span = tracing::info_span!("onebot", account = config.id);
+        let span = tracing::info_span!("onebot", account = config.id.0);
         tokio::spawn(inner.clone().map_events(events_rx).instrument(span.clone()));
         tokio::spawn(inner.clone().watch_heartbeat(shutdown.clone()).instrument(span.clone()));
         match &config.mode {
@@ -127,7 +129,7 @@ impl OnebotBackend {
                     addr: listen.clone(),
                     source,
                 })?;
-                tracing::info!(account = config.id, "waiting for the OneBot implementation on ws://{listen}{path}");
+                tracing::info!(account = %config.id, "waiting for the OneBot implementation on ws://{listen}{path}");
                 tokio::spawn(inner.clone().reverse(listener, path.clone(), shutdown).instrument(span));
             }
         }
@@ -150,7 +152,7 @@ fn flag<'a>(answer: &'a RequestAnswer, kind: &str) -> Result<&'a str, OpError> {
 
 #[async_trait]
 impl Backend for OnebotBackend {
-    fn account(&self) -> i64 {
+    fn account(&self) -> AccountId {
         self.inner.config.id
     }
 
@@ -168,14 +170,14 @@ impl Backend for OnebotBackend {
             .get("message_id")
             .and_then(wire::int)
             .ok_or_else(|| OpError::new(ErrorCode::UpstreamError, format!("{action}: the answer has no message_id")))?;
-        Ok(Sent { backend_id, time: super::unix_now() })
+        Ok(Sent { backend_id: UpstreamMsgId(backend_id), time: super::unix_now() })
     }
 
-    async fn recall(&self, _target: Target, backend_id: i64) -> Result<(), OpError> {
+    async fn recall(&self, _target: Target, backend_id: UpstreamMsgId) -> Result<(), OpError> {
         self.inner.call("delete_msg", json!({"message_id": backend_id})).await.map(|_| ())
     }
 
-    async fn mute(&self, group: i64, member: i64, seconds: i64) -> Result<(), OpError> {
+    async fn mute(&self, group: GroupId, member: UserId, seconds: i64) -> Result<(), OpError> {
         self.inner
             .call("set_group_ban", json!({"group_id": group, "user_id": member, "duration": seconds}))
             .await
@@ -204,7 +206,7 @@ impl Backend for OnebotBackend {
         Ok(list(&data)
             .iter()
             .map(|f| FriendModel {
-                id: f.get("user_id").and_then(wire::int).unwrap_or(0),
+                id: UserId(f.get("user_id").and_then(wire::int).unwrap_or(0)),
                 nick: f.get("nickname").and_then(Value::as_str).unwrap_or_default().to_owned(),
             })
             .collect())
@@ -215,7 +217,7 @@ impl Backend for OnebotBackend {
         let mut out = Vec::new();
         for g in list(&data) {
             let Some(id) = g.get("group_id").and_then(wire::int) else { continue };
-            let mut model = self.inner.group(id).await;
+            let mut model = self.inner.group(GroupId(id)).await;
             if let Some(name) = g.get("group_name").and_then(Value::as_str) {
                 model.name = name.to_owned();
             }
@@ -224,14 +226,15 @@ impl Backend for OnebotBackend {
         Ok(out)
     }
 
-    async fn members(&self, group: i64) -> Result<Vec<MemberModel>, OpError> {
+    async fn members(&self, group: GroupId) -> Result<Vec<MemberModel>, OpError> {
         let data = self.inner.call("get_group_member_list", json!({"group_id": group})).await?;
         let members: Vec<MemberModel> = list(&data).iter().map(wire::member).collect();
-        if let Some(me) = members.iter().find(|m| m.id == self.inner.config.id)
+        let me = self.inner.config.id.as_user();
+        if let Some(me) = members.iter().find(|m| m.id == me)
             && let Some(g) = self.inner.groups.lock().get_mut(&group)
         {
             g.bot_permission = me.permission;
         }
-        Ok(members.into_iter().filter(|m| m.id != self.inner.config.id).collect())
+        Ok(members.into_iter().filter(|m| m.id != me).collect())
     }
 }

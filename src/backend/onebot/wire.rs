@@ -9,7 +9,10 @@
 use serde_json::{Map, Value, json};
 
 use crate::backend::{BackendEvent, OutgoingMessage, QuoteRef};
-use crate::schema::{Element, GroupEvent, ImageTag, MemberModel, NestedImage, Permission, Target, UserEvent};
+use crate::schema::{
+    AccountId, Element, GroupEvent, GroupId, ImageTag, MemberModel, NestedImage, Permission, Target, UpstreamMsgId,
+    UserEvent, UserId,
+};
 
 /// One message segment: `{"type": …, "data": {…}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +105,7 @@ pub fn elements(segments: &[Segment]) -> (Vec<Element>, Option<QuoteRef>) {
             "text" => Element::Plain { msg: get("text") },
             "at" if get("qq") == "all" => Element::AtAll,
             "at" => match d.get("qq").and_then(int) {
-                Some(target) => Element::At { target, display: get("name") },
+                Some(target) => Element::At { target: UserId(target), display: get("name") },
                 None => other(seg),
             },
             "face" => match d.get("id").and_then(int) {
@@ -126,7 +129,7 @@ pub fn elements(segments: &[Segment]) -> (Vec<Element>, Option<QuoteRef>) {
             "xml" => Element::Service { id: d.get("id").and_then(int).unwrap_or(0), content: get("data") },
             "reply" => {
                 if let Some(id) = d.get("id").and_then(int) {
-                    quote = Some(QuoteRef { backend_id: id, to: None, time: None, text: None });
+                    quote = Some(QuoteRef { backend_id: UpstreamMsgId(id), to: None, time: None, text: None });
                     continue;
                 }
                 other(seg)
@@ -193,7 +196,7 @@ pub fn member(v: &Value) -> MemberModel {
     let nick = str_of(v.get("nickname"));
     let card = str_of(v.get("card"));
     MemberModel {
-        id: v.get("user_id").and_then(int).unwrap_or(0),
+        id: UserId(v.get("user_id").and_then(int).unwrap_or(0)),
         name_card_or_nick: if card.is_empty() { nick.clone() } else { card.clone() },
         nick,
         name_card: card,
@@ -206,12 +209,12 @@ pub fn member(v: &Value) -> MemberModel {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scene {
     Group {
-        group: i64,
+        group: GroupId,
     },
     Friend,
     /// A private message by way of a group (`sub_type` "group").
     Temp {
-        group: i64,
+        group: GroupId,
     },
 }
 
@@ -222,7 +225,7 @@ pub enum Upstream {
     Message {
         scene: Scene,
         sender: Value,
-        message_id: i64,
+        message_id: UpstreamMsgId,
         time: i64,
         segments: Vec<Segment>,
         anonymous: bool,
@@ -244,17 +247,29 @@ fn req(v: &Value, key: &str) -> Option<i64> {
     v.get(key).and_then(int)
 }
 
+fn user_of(v: &Value, key: &str) -> Option<UserId> {
+    req(v, key).map(UserId)
+}
+
+fn group_of(v: &Value, key: &str) -> Option<GroupId> {
+    req(v, key).map(GroupId)
+}
+
+fn message_of(v: &Value, key: &str) -> Option<UpstreamMsgId> {
+    req(v, key).map(UpstreamMsgId)
+}
+
 /// Maps one event frame (it has `post_type`). `None`: a required field is
 /// missing or malformed.
-pub fn event(v: &Value, self_id: i64) -> Option<Upstream> {
+pub fn event(v: &Value, self_id: AccountId) -> Option<Upstream> {
     let kind = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
     let time = req(v, "time").unwrap_or(0);
     let up = match kind("post_type") {
         "message" => {
             let scene = match (kind("message_type"), kind("sub_type")) {
-                ("group", _) => Scene::Group { group: req(v, "group_id")? },
+                ("group", _) => Scene::Group { group: group_of(v, "group_id")? },
                 // A temp chat names its group; without one it can only be answered privately.
-                ("private", "group") => match req(v, "group_id") {
+                ("private", "group") => match group_of(v, "group_id") {
                     Some(group) => Scene::Temp { group },
                     None => Scene::Friend,
                 },
@@ -262,14 +277,14 @@ pub fn event(v: &Value, self_id: i64) -> Option<Upstream> {
                 _ => return Some(Upstream::Ignored),
             };
             let mut sender = v.get("sender").cloned().unwrap_or(json!({}));
-            let user_id = req(v, "user_id")?;
+            let user_id = user_of(v, "user_id")?;
             if let Some(obj) = sender.as_object_mut() {
                 obj.insert("user_id".into(), json!(user_id));
             }
             Upstream::Message {
                 scene,
                 sender,
-                message_id: req(v, "message_id")?,
+                message_id: message_of(v, "message_id")?,
                 time,
                 segments: segments(v.get("message")?),
                 anonymous: v.get("anonymous").is_some_and(|a| !a.is_null()),
@@ -299,16 +314,18 @@ fn user_event(event: UserEvent) -> Upstream {
     Upstream::Event(BackendEvent::User { event, request_token: None })
 }
 
-fn notice(v: &Value, self_id: i64) -> Option<Upstream> {
+fn notice(v: &Value, self_id: AccountId) -> Option<Upstream> {
     let sub = v.get("sub_type").and_then(Value::as_str).unwrap_or_default();
-    let user = req(v, "user_id");
+    let user = user_of(v, "user_id");
+    // The account appears in notices as a user.
+    let me = Some(UserId(self_id.0));
     Some(match v.get("notice_type").and_then(Value::as_str).unwrap_or_default() {
         "group_recall" => {
-            let group = req(v, "group_id")?;
+            let group = group_of(v, "group_id")?;
             Upstream::Event(BackendEvent::Recall {
                 target: Target::Group { group },
-                backend_id: req(v, "message_id")?,
-                revoker: req(v, "operator_id").or(user)?,
+                backend_id: message_of(v, "message_id")?,
+                revoker: user_of(v, "operator_id").or(user)?,
                 revokee: user?,
             })
         }
@@ -316,31 +333,31 @@ fn notice(v: &Value, self_id: i64) -> Option<Upstream> {
             let friend = user?;
             Upstream::Event(BackendEvent::Recall {
                 target: Target::Friend { friend },
-                backend_id: req(v, "message_id")?,
+                backend_id: message_of(v, "message_id")?,
                 revoker: friend,
                 revokee: friend,
             })
         }
         "group_ban" => group_event(GroupEvent::Mute {
-            who: user.unwrap_or(0),
-            group: req(v, "group_id")?,
-            operator: req(v, "operator_id").unwrap_or(0),
+            who: user.unwrap_or_default(),
+            group: group_of(v, "group_id")?,
+            operator: user_of(v, "operator_id").unwrap_or_default(),
             duration: if sub == "lift_ban" { 0 } else { req(v, "duration").unwrap_or(0) },
         }),
         "group_admin" => {
-            group_event(GroupEvent::Admin { who: user?, group: req(v, "group_id")?, status: sub == "set" })
+            group_event(GroupEvent::Admin { who: user?, group: group_of(v, "group_id")?, status: sub == "set" })
         }
-        "group_increase" if user == Some(self_id) => user_event(UserEvent::GroupJoined { which: req(v, "group_id")? }),
-        "group_increase" => group_event(GroupEvent::MemberJoined { who: user?, group: req(v, "group_id")? }),
-        "group_decrease" if sub == "kick_me" || user == Some(self_id) => user_event(UserEvent::GroupLeft {
-            which: req(v, "group_id")?,
-            operator: req(v, "operator_id").unwrap_or(0),
+        "group_increase" if user == me => user_event(UserEvent::GroupJoined { which: group_of(v, "group_id")? }),
+        "group_increase" => group_event(GroupEvent::MemberJoined { who: user?, group: group_of(v, "group_id")? }),
+        "group_decrease" if sub == "kick_me" || user == me => user_event(UserEvent::GroupLeft {
+            which: group_of(v, "group_id")?,
+            operator: user_of(v, "operator_id").unwrap_or_default(),
         }),
         "group_decrease" => group_event(GroupEvent::MemberLeft {
             who: user?,
-            group: req(v, "group_id")?,
+            group: group_of(v, "group_id")?,
             // "leave": the member left by themself.
-            operator: if sub == "leave" { user? } else { req(v, "operator_id").unwrap_or(0) },
+            operator: if sub == "leave" { user? } else { user_of(v, "operator_id").unwrap_or_default() },
         }),
         "friend_add" => user_event(UserEvent::FriendAdded { who: user?, nick: String::new() }),
         _ => Upstream::Ignored,
@@ -351,7 +368,7 @@ fn notice(v: &Value, self_id: i64) -> Option<Upstream> {
 fn request(v: &Value) -> Option<Upstream> {
     let flag = str_of(v.get("flag"));
     let comment = str_of(v.get("comment"));
-    let user = req(v, "user_id")?;
+    let user = user_of(v, "user_id")?;
     Some(match (v.get("request_type")?.as_str()?, v.get("sub_type").and_then(Value::as_str).unwrap_or_default()) {
         ("friend", _) => Upstream::Event(BackendEvent::User {
             event: UserEvent::NewFriendRequest {
@@ -365,7 +382,7 @@ fn request(v: &Value) -> Option<Upstream> {
         }),
         ("group", "invite") => Upstream::Event(BackendEvent::User {
             event: UserEvent::GroupInvite {
-                group: req(v, "group_id")?,
+                group: group_of(v, "group_id")?,
                 group_name: String::new(),
                 inviter: user,
                 request_id: None,
@@ -375,9 +392,9 @@ fn request(v: &Value) -> Option<Upstream> {
         ("group", _) => Upstream::Event(BackendEvent::Group {
             event: GroupEvent::JoinRequest {
                 who: user,
-                group: req(v, "group_id")?,
+                group: group_of(v, "group_id")?,
                 comment,
-                inviter: req(v, "invitor_id").unwrap_or(0),
+                inviter: user_of(v, "invitor_id").unwrap_or_default(),
                 request_id: None,
             },
             request_token: Some(format!("add:{flag}")),
@@ -401,7 +418,7 @@ mod tests {
         assert_eq!(str_of(segs[2].data.get("url")), "http://h/p?a=1&b=2,3");
         assert_eq!(str_of(segs[3].data.get("text")), "tail[CQ:broken");
         let (els, quote) = elements(&parse_cq("[CQ:reply,id=-5]hi [CQ:face,id=14][CQ:mface,emoji_id=abc]"));
-        assert_eq!(quote.map(|q| q.backend_id), Some(-5));
+        assert_eq!(quote.map(|q| q.backend_id), Some(UpstreamMsgId(-5)));
         assert_eq!(els[0], Element::Plain { msg: "hi ".into() });
         assert_eq!(els[1], Element::Face { id: 14 });
         assert_eq!(els[2], Element::Other { kind: "mface".into(), data: json!({"emoji_id": "abc"}) });
@@ -411,7 +428,7 @@ mod tests {
     fn unknown_segments_go_back_out_unchanged() {
         let seg = json!({"type": "markdown", "data": {"content": "**hi**", "n": 3}});
         let (els, _) = elements(&segments(&json!([seg])));
-        let out = to_segments(&OutgoingMessage { quote: Some(-7), elements: els });
+        let out = to_segments(&OutgoingMessage { quote: Some(UpstreamMsgId(-7)), elements: els });
         assert_eq!(out, vec![json!({"type": "reply", "data": {"id": "-7"}}), seg]);
     }
 }
