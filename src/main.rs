@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the bridge (on the built-in simulated world unless accounts are configured).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Tell whether a component fits the bot world; list its imports and exports.
     Check {
         /// The component file.

@@ -96,6 +96,7 @@ fn onebot_settings(mode: OnebotMode, url: Option<String>, listen: Option<String>
 }
 
 /// Accepts botbridge's forward connection; returns the peer and its Authorization header.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback returns its ErrorResponse.
 async fn accept(listener: &TcpListener) -> (Peer<TcpStream>, String) {
     let (tcp, _) =
         tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.expect("botbridge connects").unwrap();

@@ -53,7 +53,7 @@ async fn ids_cross_between_wasm_bots_and_clients() {
     assert_eq!(revoke["data"]["revokee"], BOT);
 
     // A wasm bot recalls a message whose ID the client also saw.
-    install(&bridge.wasm.dir().to_path_buf(), "recaller", &recaller());
+    install(bridge.wasm.dir(), "recaller", &recaller());
     eventually("recaller loaded", || bridge.wasm.status("recaller").is_some()).await;
     let seen = c.group_message(GROUP, MEMBER, "delete me please").await;
     let revoke = c.next_of("revoke").await;

@@ -58,6 +58,8 @@ impl Inner {
         }
     }
 
+    /// Accepts the implementation's connections; each checked by `admit`.
+    #[allow(clippy::result_large_err)] // tungstenite's handshake callback returns its ErrorResponse.
     pub(super) async fn reverse(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,

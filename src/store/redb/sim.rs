@@ -6,11 +6,14 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use super::{RedbStore, storage};
 use crate::store::{SimLog, StateError};
 
-const SIM: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("sim_messages");
+/// (account, message number).
+type Key = (i64, i64);
+
+const SIM: TableDefinition<Key, &[u8]> = TableDefinition::new("sim_messages");
 
 /// Messages to write (Some) or forget (None), by (account, number).
 #[derive(Default)]
-pub(super) struct Pending(Vec<((i64, i64), Option<Vec<u8>>)>);
+pub(super) struct Pending(Vec<(Key, Option<Vec<u8>>)>);
 
 impl Pending {
     pub(super) fn is_empty(&self) -> bool {
@@ -18,7 +21,7 @@ impl Pending {
     }
 }
 
-pub(super) fn restore(read: &redb::ReadTransaction) -> Result<Vec<((i64, i64), Vec<u8>)>, StateError> {
+pub(super) fn restore(read: &redb::ReadTransaction) -> Result<Vec<(Key, Vec<u8>)>, StateError> {
     let mut sim = Vec::new();
     match read.open_table(SIM) {
         Ok(t) => {

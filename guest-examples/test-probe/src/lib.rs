@@ -1,0 +1,122 @@
+//! The bot the host's tests probe the sandbox with. It is written on the SDK,
+//! so it follows the WIT through any change; its behaviour is a script the
+//! tests patch into the built file (`tests/all/guests.rs`, `probe`): after the
+//! marker `BOTBRIDGE-PROBE:` come a verb, a NUL, an argument and a NUL.
+//!
+//! Verbs (each acts on group messages unless it says otherwise):
+//! * `say` ARG: send ARG to group 20001;
+//! * `recall`: recall the message;
+//! * `record-say`: send "hi" to group 20001 and store the outcome in kv `count`;
+//! * `count`: count messages in kv `count` (one byte), then send the count as a `Face`;
+//! * `image` ARG: send an image with url ARG to group 20001, store the outcome in kv `count`;
+//! * `flood`: on every event, send "flood" to group 20001 two hundred times;
+//! * `log-flood`: on every event, log fifty lines of one MiB each;
+//! * `wasi` ARG: write ARG to stdout and look for a preopened directory; when
+//!   stdout works and there is none, send ARG to group 20001.
+//!
+//! Stored outcomes are 8 bytes: `[0, 0, 0, 0, 0, 0, 0, 0]` for ok, and
+//! `[1, 0, 0, 0, CODE, 0, 0, 0]` for an error, CODE its index in `error-code`.
+
+use std::io::Write as _;
+
+use botbridge_sdk::{bot, kv, log, ops, Bot, Chain, Error, Event, Message, Scene};
+
+const MARKER: &[u8] = b"BOTBRIDGE-PROBE:";
+const SCRIPT_LEN: usize = 512;
+const GROUP: i64 = 20001;
+
+const fn unpatched() -> [u8; SCRIPT_LEN] {
+    let mut script = [0u8; SCRIPT_LEN];
+    let mut i = 0;
+    while i < MARKER.len() {
+        script[i] = MARKER[i];
+        i += 1;
+    }
+    script
+}
+
+/// Patched in the built file; read through a volatile load so the compiler
+/// keeps the bytes in the data segment and never folds the unpatched value.
+static SCRIPT: [u8; SCRIPT_LEN] = unpatched();
+
+/// The patched verb and argument.
+fn script() -> (String, String) {
+    // SAFETY: a plain read of an initialised static array.
+    let bytes: [u8; SCRIPT_LEN] = unsafe { core::ptr::read_volatile(&SCRIPT) };
+    let mut parts = bytes[MARKER.len()..].split(|b| *b == 0);
+    let mut next = || String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let verb = next();
+    (verb, next())
+}
+
+/// The outcome of an operation as 8 bytes (see the module header).
+fn outcome<T>(result: &Result<T, Error>) -> [u8; 8] {
+    match result {
+        Ok(_) => [0; 8],
+        Err(e) => [1, 0, 0, 0, e.code as u8, 0, 0, 0],
+    }
+}
+
+fn store_outcome<T>(result: &Result<T, Error>) {
+    if let Err(e) = kv::set("count", &outcome(result)) {
+        log::error(format!("cannot store the outcome: {e}"));
+    }
+}
+
+fn say(text: impl Into<Chain>) {
+    let _ = ops::send_to_group(GROUP, text);
+}
+
+/// No directory is open to the bot: neither the root nor the current one.
+fn no_preopened_directory() -> bool {
+    std::fs::read_dir("/").is_err() && std::fs::read_dir(".").is_err()
+}
+
+fn on_group_message(verb: &str, arg: String, message: &Message) {
+    match verb {
+        "say" => say(arg),
+        "recall" => {
+            let _ = message.recall();
+        }
+        "record-say" => store_outcome(&ops::send_to_group(GROUP, "hi")),
+        "count" => {
+            let n = kv::get("count").and_then(|v| v.first().copied()).unwrap_or(0).wrapping_add(1);
+            if kv::set("count", &[n]).is_ok() {
+                say(Chain::new().face(i64::from(n)));
+            }
+        }
+        "image" => store_outcome(&ops::send_to_group(GROUP, Chain::new().image(arg))),
+        "wasi" => {
+            let mut out = std::io::stdout();
+            let written = out.write_all(arg.as_bytes()).and_then(|()| out.flush()).is_ok();
+            if written && no_preopened_directory() {
+                say(arg);
+            }
+        }
+        _ => {}
+    }
+}
+
+struct Probe;
+
+impl Bot for Probe {
+    fn handle(event: Event) {
+        let (verb, arg) = script();
+        match verb.as_str() {
+            "flood" => (0..200).for_each(|_| say("flood")),
+            "log-flood" => {
+                let line = "\0".repeat(1 << 20);
+                (0..50).for_each(|_| log::info(&line));
+            }
+            _ => {
+                if let Event::Message(message) = &event {
+                    if matches!(message.scene, Scene::Group { .. }) {
+                        on_group_message(&verb, arg, message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+bot!(Probe);
