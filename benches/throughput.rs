@@ -11,6 +11,9 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
+#[path = "../tests/common/world.rs"]
+#[allow(dead_code)]
+mod world;
 use common::{CHUNK, percentile, publish_paced, settings};
 
 /// Frames per second delivered to `clients` WebSocket clients.

@@ -3,7 +3,7 @@
 //! version's first answer; start-up with 100 cached bots; resident memory per
 //! idle bot. Prints a table; asserts nothing.
 
-#[path = "../tests/all/guests.rs"]
+#[path = "../tests/common/guests.rs"]
 #[allow(dead_code)]
 mod guests;
 
@@ -13,7 +13,11 @@ use botbridge::bus::Payload;
 use botbridge::config::Settings;
 
 mod common;
-use common::{message, percentile, publish_paced};
+#[path = "../tests/common/world.rs"]
+#[allow(dead_code)]
+mod world;
+use common::{percentile, publish_paced};
+use world::message;
 
 /// A bridge without a state file, with room for bursts in each bot's queue.
 fn settings() -> Settings {
@@ -35,7 +39,7 @@ fn rss_bytes() -> u64 {
 
 async fn deliveries(bots: usize, events: u64) -> f64 {
     let s = settings();
-    let trivial = guests::component(&guests::module("", ""));
+    let trivial = guests::idle();
     for i in 0..bots {
         guests::install(&s.bots, &format!("t{i}"), &variant(&trivial, i as u32));
     }

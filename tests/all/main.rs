@@ -1,11 +1,16 @@
 //! The integration tests: one binary, a module per feature.
 
 mod support;
+#[path = "../common/world.rs"]
+#[allow(dead_code)] // `message` is for the benches.
+mod world;
 
 mod console;
 mod durability;
 mod examples;
 mod fixtures;
+#[path = "../common/guests.rs"]
+#[allow(dead_code)] // `idle` is for the benches.
 mod guests;
 mod hardening;
 mod onebot;

@@ -128,8 +128,15 @@ fn notice(kind: &str, fields: Value) -> Value {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forward_mode_maps_every_event_and_action() {
+/// A bridge with one forward-mode OneBot account, connected to a scripted
+/// peer, and a client that saw the account come online.
+struct Connected {
+    bridge: botbridge::app::Running,
+    c: Client,
+    peer: Peer<TcpStream>,
+}
+
+async fn connected() -> Connected {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let bridge = start(onebot_settings(OnebotMode::Forward, Some(url), None)).await;
@@ -139,7 +146,12 @@ async fn forward_mode_maps_every_event_and_action() {
     assert_eq!(auth, "Bearer tok");
     assert_eq!(c.next_of("user").await["data"], json!({"type": "online"}));
     peer.send(json!({"time": 1, "self_id": QQ, "post_type": "meta_event", "meta_event_type": "lifecycle", "sub_type": "connect"})).await;
+    Connected { bridge, c, peer }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_mode_maps_messages_replies_and_recalls() {
+    let Connected { bridge, mut c, mut peer } = connected().await;
     // A group message, array form, with a negative ID, an unknown segment and unknown fields.
     peer.send(group_message(
         -100,
@@ -243,6 +255,12 @@ async fn forward_mode_maps_every_event_and_action() {
     let r = c.next_of("revoke").await;
     assert_eq!(r["data"], json!({"type": "group", "revoker": 30, "revokee": MIA, "channel": G, "msgID": group_source}));
 
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_become_group_and_user_events() {
+    let Connected { bridge, mut c, mut peer } = connected().await;
     // Notices.
     let group_events = [
         (
@@ -302,6 +320,12 @@ async fn forward_mode_maps_every_event_and_action() {
     peer.send(notice("group_recall", json!({"group_id": G, "user_id": MIA}))).await;
     peer.send(notice("some_future_notice", json!({"x": 1}))).await;
 
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_through_the_matching_actions() {
+    let Connected { bridge, mut c, mut peer } = connected().await;
     // Requests, answered through the matching actions.
     peer.send(json!({"post_type": "request", "request_type": "friend", "user_id": 900_004, "comment": "hi", "flag": "f-1", "time": 3})).await;
     let req = c.next_of("user").await;
@@ -340,6 +364,12 @@ async fn forward_mode_maps_every_event_and_action() {
     peer.answer(&call, Value::Null).await;
     assert_eq!(c.result_for(&json!("i")).await["ok"], true);
 
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_and_lists_call_the_matching_actions() {
+    let Connected { bridge, mut c, mut peer } = connected().await;
     // Mute and the list calls.
     c.send_text(
         &json!({"type": "MuteMember", "id": "m", "content": {"group": G, "member": MIA, "time": 60}}).to_string(),
@@ -358,6 +388,8 @@ async fn forward_mode_maps_every_event_and_action() {
     c.send_text(&json!({"type": "ListGroups", "id": "lg"}).to_string()).await;
     let call = peer.expect("get_group_list").await;
     peer.answer(&call, json!([{"group_id": G, "group_name": "Real group (renamed)", "member_count": 3}])).await;
+    // G was not seen yet: its model (the account's rank) is looked up once.
+    peer.answer_group_lookups().await;
     let groups = c.result_for(&json!("lg")).await;
     assert_eq!(
         groups["data"]["groups"],

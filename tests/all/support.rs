@@ -12,26 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const BOT: i64 = 10001;
-/// In the default world: the account is admin of GROUP, plain member of LOBBY.
-pub const GROUP: i64 = 20001;
-pub const LOBBY: i64 = 20002;
-pub const OWNER: i64 = 30001;
-pub const ADMIN: i64 = 30002;
-pub const MEMBER: i64 = 30003;
-pub const FRIEND: i64 = 40001;
-pub const STRANGER: i64 = 50001;
-
-/// Settings for a bridge on port 0 with its own empty bots and state folders.
-pub fn settings() -> Settings {
-    let dir = tempfile::tempdir().expect("tempdir").keep();
-    Settings {
-        listen: "127.0.0.1:0".into(),
-        bots: dir.join("bots"),
-        state_dir: dir.join("state"),
-        ..Settings::default()
-    }
-}
+pub use crate::world::{ADMIN, BOT, FRIEND, GROUP, LOBBY, MEMBER, OWNER, STRANGER, settings};
 
 pub async fn start(settings: Settings) -> Running {
     botbridge::app::start(settings).await.expect("bridge starts")

@@ -29,6 +29,11 @@ fn probe(verb: &str, arg: &str) -> Vec<u8> {
     bytes
 }
 
+/// Does nothing with any event: the cheapest bot the SDK makes.
+pub fn idle() -> Vec<u8> {
+    probe("idle", "")
+}
+
 /// Says TEXT in group 20001 for every group message.
 pub fn sayer(text: &str) -> Vec<u8> {
     probe("say", text)
