@@ -1,7 +1,7 @@
 //! The wire protocol: every JSON shape that crosses a transport, and nothing else.
 //!
-//! Sources: seed 000 (event envelope, revoke/user/group events), seed 004 (models,
-//! message elements, message events, operations) and DESIGN.md where they disagree.
+//! `docs/protocol.md` describes every shape here, in prose and tables; where
+//! the original design documents disagreed, that file records the decision.
 //! Transports (`ws`, `wasm`) serialize these types; they never define their own.
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ pub use crate::ids::{AccountId, GroupId, ReceiptId, ReplyKey, RequestId, SourceI
 /// Version announced in the `hello` frame.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-// ───────────────────────────── models (seed 004) ─────────────────────────────
+// ───────────────────────────── models ─────────────────────────────
 
 /// A member's or the account's rank in a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ pub struct GroupModel {
     pub bot_permission: Permission,
 }
 
-// ─────────────────────────── message elements (seed 004) ───────────────────────────
+// ─────────────────────────── message elements ───────────────────────────
 
 /// The `"type": "Image"` tag of the image nested in a `FlashImage`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ pub enum Element {
     MessageSource {
         id: SourceId,
     },
-    /// Text. Seed 004 names it both `Plain` and `PlainText`; `Plain` is written.
+    /// Text. `Plain` is written; `PlainText` is read too.
     #[serde(alias = "PlainText")]
     Plain {
         msg: String,
@@ -106,15 +106,15 @@ pub enum Element {
         poke_type: i64,
         name: String,
     },
-    /// Receive only. Seed 004 spells the key `url:`, a slip: it is `url` here.
+    /// Receive only.
     Voice {
         #[serde(default)]
         url: String,
         #[serde(default)]
         filename: String,
     },
-    /// A reply to the message whose MessageSource ID is `id`. Seed 000's `reply`
-    /// fields `to`, `time` and `text` are filled in when known.
+    /// A reply to the message whose MessageSource ID is `id`; `to`, `time` and
+    /// `text` are filled in when known.
     Quote {
         id: SourceId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,7 +155,7 @@ pub fn chain_text(chain: &[Element]) -> String {
 
 // ───────────────────────────── events ─────────────────────────────
 
-/// A message event (seed 004), the `data` of a `msg` envelope.
+/// A message event, the `data` of a `msg` envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum MessageEvent {
@@ -166,7 +166,7 @@ pub enum MessageEvent {
         message: MessageChain,
         #[serde(rename = "bot")]
         account: AccountId,
-        /// Seed 000's `known` for groups: the sender is anonymous.
+        /// The sender is anonymous.
         #[serde(default, skip_serializing_if = "is_false")]
         anonymous: bool,
     },
@@ -223,7 +223,7 @@ pub enum ChatKind {
     Group,
 }
 
-/// Seed 000's revoke event. `channel` is the group, or the other party in private.
+/// A recall. `channel` is the group, or the other party in private.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeEvent {
     #[serde(rename = "type")]
@@ -235,7 +235,7 @@ pub struct RevokeEvent {
     pub msg_id: SourceId,
 }
 
-/// Seed 000's user events. `requestId` is added so a request can be answered.
+/// Events of the account itself. Requests carry a `requestId` to answer them with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum UserEvent {
@@ -279,7 +279,7 @@ pub enum UserEvent {
     },
 }
 
-/// Seed 000's group events. `who: 0` on `mute` is the whole group.
+/// Events in a group. `who: 0` on `mute` is the whole group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum GroupEvent {
@@ -316,7 +316,7 @@ pub enum GroupEvent {
     },
 }
 
-/// Seed 000's categories: `{"type": "msg" | "revoke" | "user" | "group", "data": …}`.
+/// The categories: `{"type": "msg" | "revoke" | "user" | "group", "data": …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "lowercase")]
 pub enum Event {
@@ -443,7 +443,7 @@ impl ResultFrame {
     }
 }
 
-// ───────────────────────────── operations (seed 004 + DESIGN) ─────────────────────────────
+// ───────────────────────────── operations ─────────────────────────────
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -540,7 +540,7 @@ pub struct SimMessageContent {
     pub message: MessageChain,
 }
 
-/// Sim only: any other seed-000 event, as `{"type": …, "data": …}`.
+/// Sim only: any `revoke`, `user` or `group` event, as `{"type": …, "data": …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimEventContent {

@@ -108,7 +108,7 @@ pub struct RequestAnswer {
 /// failure is an error, never a hang.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// The account's own user ID (seed 004 `bot`).
+    /// The account's own QQ number (`bot` on the wire).
     fn account(&self) -> AccountId;
 
     async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError>;

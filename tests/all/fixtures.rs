@@ -1,5 +1,5 @@
-//! Every JSON example in the seeds parses as its schema type and serializes back
-//! to equivalent JSON (see tests/fixtures/README.md for the seed slips fixed).
+//! Every protocol fixture (tests/fixtures/) parses as its schema type and serializes back
+//! to equivalent JSON (see tests/fixtures/README.md for the slips fixed).
 
 use std::path::Path;
 
