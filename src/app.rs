@@ -145,6 +145,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .merge(crate::console::router(wasm.clone(), settings.ws.token.clone(), shutdown.clone()));
     let router = crate::http::guard(router, &settings.http);
     let server = tokio::spawn(crate::http::serve(listener, router, settings.http.clone(), shutdown.clone()));
-    tracing::info!(%addr, accounts = ?bridge.accounts(), bots = wasm.statuses().len(), "botbridge listening on ws://{addr}/ws");
+    tracing::info!(%addr, accounts = ?bridge.accounts().iter().map(|a| a.0).collect::<Vec<_>>(), bots = wasm.statuses().len(), "botbridge listening on ws://{addr}/ws");
     Ok(Running { addr, bridge, wasm, state, shutdown, server })
 }

@@ -90,6 +90,8 @@ struct BotView {
     last_error: Option<String>,
     /// Why the newest file was refused while an older version runs on.
     rejected: Option<String>,
+    /// Log lines dropped for going over the bot's log rate, ever.
+    logs_dropped: u64,
 }
 
 fn views(wasm: &WasmHost) -> Vec<BotView> {
@@ -101,6 +103,7 @@ fn views(wasm: &WasmHost) -> Vec<BotView> {
                 RunState::Running => (PanelState::Running, None),
                 RunState::Parked { reason } => (PanelState::Parked, Some(reason)),
             };
+            let logs_dropped = wasm.logbook().dropped(&s.name);
             BotView {
                 name: s.name,
                 state,
@@ -112,11 +115,13 @@ fn views(wasm: &WasmHost) -> Vec<BotView> {
                 restarts: s.restarts,
                 last_error: s.last_error,
                 rejected: s.rejected,
+                logs_dropped,
             }
         })
         .collect();
     for (name, why) in wasm.all_rejected() {
         if !all.iter().any(|b| b.name == name) {
+            let logs_dropped = wasm.logbook().dropped(&name);
             all.push(BotView {
                 name,
                 state: PanelState::Failed,
@@ -128,6 +133,7 @@ fn views(wasm: &WasmHost) -> Vec<BotView> {
                 restarts: 0,
                 last_error: None,
                 rejected: Some(why),
+                logs_dropped,
             });
         }
     }

@@ -10,7 +10,7 @@ use crate::backend::{Backend, RequestAnswer};
 use crate::registry::{IdKind, MessageRef, RequestKind, SourceInfo};
 use crate::schema::{
     AccountContent, AccountId, Element, ErrorCode, HandleRequestContent, ListMembersContent, MessageChain,
-    MuteMemberContent, OpData, OpError, OpKind, Operation, Outgoing, Target, UserId,
+    MuteMemberContent, OpData, OpError, OpKind, Operation, Outgoing, Target,
 };
 
 impl Bridge {
@@ -94,7 +94,7 @@ impl Bridge {
         let sent = backend.send(target, message).await?;
         let msg = MessageRef { account, target, backend_id: sent.backend_id };
         // The account is the sender of what it sends.
-        let sender = UserId(account.0);
+        let sender = account.as_user();
         let source_id = self.registry.issue_source(SourceInfo { msg, sender, time: sent.time, text });
         let receipt_id = self.registry.issue_receipt(msg);
         // Acknowledged IDs must survive a crash: commit before answering.

@@ -1,6 +1,6 @@
 //! A bot's limits and permissions (`bots/NAME.toml`), and its operation rate limiter.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Deserialize;
 
@@ -98,10 +98,6 @@ impl BotConfig {
             return out("log_burst", format!("1..={MAX_BURST}"));
         }
         Ok(())
-    }
-
-    pub fn cpu(&self) -> Duration {
-        Duration::from_millis(self.cpu_ms)
     }
 }
 

@@ -396,7 +396,14 @@ async fn a_bot_cannot_flood_the_process_log() {
     // 20 events × 50 lines of 1 MiB were asked for: 1 GiB.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let bytes = logged.load(std::sync::atomic::Ordering::Relaxed);
+    // The bots panel counts what was dropped.
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws").parse().expect("the bridge's address");
+    let (status, body) = http_get(addr, "/api/bots", "").await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(bytes < 4 << 20, "{bytes} bytes of log");
+    assert!(status.contains("200"), "{status}");
+    let bots: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let shouter = bots["bots"].as_array().unwrap().iter().find(|b| b["name"] == "shouter").expect("listed").clone();
+    assert!(shouter["logsDropped"].as_u64().unwrap() > 0, "the panel counts dropped lines: {shouter}");
 }

@@ -173,12 +173,21 @@ pub async fn until_close(ws: &mut Socket) -> (Option<CloseFrame>, usize) {
 /// The status line of a plain HTTP GET of `path` with these header lines
 /// (each ending in CRLF).
 pub async fn get_status(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
+    http_get(addr, path, headers).await.0
+}
+
+/// A plain HTTP/1.1 GET: the status line and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = TcpStream::connect(addr).await.expect("connects");
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n").as_bytes())
+    // The caller's own `Host` wins (the tests of Host checks send one).
+    let host = if headers.to_ascii_lowercase().contains("host:") { String::new() } else { format!("Host: {addr}\r\n") };
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\n{host}{headers}Connection: close\r\n\r\n").as_bytes())
         .await
         .expect("request");
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.expect("response");
-    response.lines().next().unwrap_or_default().to_owned()
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }

@@ -318,7 +318,7 @@ fn notice(v: &Value, self_id: AccountId) -> Option<Upstream> {
     let sub = v.get("sub_type").and_then(Value::as_str).unwrap_or_default();
     let user = user_of(v, "user_id");
     // The account appears in notices as a user.
-    let me = Some(UserId(self_id.0));
+    let me = Some(self_id.as_user());
     Some(match v.get("notice_type").and_then(Value::as_str).unwrap_or_default() {
         "group_recall" => {
             let group = group_of(v, "group_id")?;
