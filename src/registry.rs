@@ -236,10 +236,6 @@ impl Registry {
         }
     }
 
-    pub fn is_durable(&self) -> bool {
-        self.log.is_some()
-    }
-
     pub fn config(&self) -> RegistryConfig {
         self.config
     }

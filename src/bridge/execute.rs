@@ -54,9 +54,6 @@ impl Bridge {
     /// Commits everything recorded so far (IDs, and what the sim world did)
     /// before an operation is acknowledged, so the answer survives a crash.
     async fn commit_before_ack(&self, caller: &Caller, done: &str) -> Result<(), OpError> {
-        if !self.registry.is_durable() {
-            return Ok(());
-        }
         if let Err(e) = self.registry.commit().await {
             let why = crate::error_chain(&e);
             tracing::error!(by = %caller.name, "{done}, but it could not be stored: {why}");
