@@ -12,13 +12,15 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::Bot;
+use super::bindings::{botbridge::bot as v0_2, v0_1::botbridge::bot as v0_1};
 use super::folder::{self, FileError, bot_name};
 use super::kv::Buckets;
 use super::limits::{BotConfig, BotConfigError, LogGate, MAX_MEMORY_MB};
 use super::logbook::{LogLevel, Logbook};
 use super::runner::{BotStatus, RunState, Runner};
+use super::settings::{MissingSecret, Settings};
 use super::store::{BotLog, BotState, BotTemplate, LiveBot, TICK_MS};
+use super::timers::TimerBook;
 use crate::bridge::Bridge;
 
 /// How long the watcher waits for writes to a file to settle.
@@ -65,6 +67,8 @@ pub enum LoadError {
     Read { path: PathBuf, source: Cause },
     #[error("{path}: bad config")]
     Config { path: PathBuf, source: BotConfigError },
+    #[error("{path}: a secret is missing")]
+    Secret { path: PathBuf, source: MissingSecret },
     #[error(
         "{path}: this is a core wasm module, not a component (build with wit-bindgen or `wasm-tools component new`)"
     )]
@@ -81,6 +85,7 @@ pub enum LoadError {
 struct Prepared {
     version: String,
     config: BotConfig,
+    settings: Arc<Settings>,
     template: Arc<BotTemplate>,
     live: LiveBot,
 }
@@ -88,6 +93,7 @@ struct Prepared {
 struct Slot {
     version: String,
     config: BotConfig,
+    settings: Arc<Settings>,
     stop: CancellationToken,
     /// Taken when the slot is being replaced.
     task: Option<JoinHandle<u64>>,
@@ -99,6 +105,7 @@ struct Inner {
     linker: Linker<BotState>,
     bridge: Arc<Bridge>,
     kv: Buckets,
+    timers: TimerBook,
     config: HostConfig,
     slots: Mutex<HashMap<String, Slot>>,
     /// Loads of one bot happen one at a time; different bots load in parallel.
@@ -135,10 +142,30 @@ fn engine(max_bots: u32) -> Result<Engine, HostError> {
     Engine::new(&config).map_err(|e| HostError::Engine(cause(e)))
 }
 
+/// WASI, wasi:http (sent through [`super::http::OutboundHttp`]), and both
+/// versions of the bot world, so a 0.1.0 bot links as it always did.
 fn linker(engine: &Engine) -> Result<Linker<BotState>, HostError> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine(cause(e)))?;
-    Bot::add_to_linker::<BotState, HasSelf<BotState>>(&mut linker, |s| s).map_err(|e| HostError::Engine(cause(e)))?;
+    let link = |linker: &mut Linker<BotState>| -> wasmtime::Result<()> {
+        type Me = HasSelf<BotState>;
+        fn me(s: &mut BotState) -> &mut BotState {
+            s
+        }
+        wasmtime_wasi::p2::add_to_linker_async(linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+        v0_2::types::add_to_linker::<_, Me>(linker, me)?;
+        v0_2::operations::add_to_linker::<_, Me>(linker, me)?;
+        v0_2::log::add_to_linker::<_, Me>(linker, me)?;
+        v0_2::kv::add_to_linker::<_, Me>(linker, me)?;
+        v0_2::timers::add_to_linker::<_, Me>(linker, me)?;
+        v0_2::config::add_to_linker::<_, Me>(linker, me)?;
+        linker.instance("botbridge:bot/types@0.1.0")?;
+        v0_1::operations::add_to_linker::<_, Me>(linker, me)?;
+        v0_1::log::add_to_linker::<_, Me>(linker, me)?;
+        v0_1::kv::add_to_linker::<_, Me>(linker, me)?;
+        Ok(())
+    };
+    link(&mut linker).map_err(|e| HostError::Engine(cause(e)))?;
     Ok(linker)
 }
 
@@ -163,6 +190,7 @@ impl WasmHost {
                 }
             })
             .map_err(HostError::Thread)?;
+        let timers = TimerBook::new(kv.clone());
         let kv = Buckets::new(kv);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -170,6 +198,7 @@ impl WasmHost {
                 linker,
                 bridge,
                 kv,
+                timers,
                 config,
                 slots: Mutex::new(HashMap::new()),
                 loading: Mutex::new(HashMap::new()),
@@ -246,7 +275,7 @@ impl WasmHost {
                 self.unload(name).await;
                 return Ok(());
             }
-            Ok(Some((wasm, toml))) => self.load(name, wasm, toml).await,
+            Ok(Some((wasm, config, settings))) => self.load(name, wasm, config, settings).await,
             Err(e) => Err(e),
         };
         match &result {
@@ -267,9 +296,9 @@ impl WasmHost {
         result
     }
 
-    /// Reads `NAME.wasm` and its `NAME.toml` (off the runtime threads, capped);
-    /// None when there is no `NAME.wasm`.
-    async fn read_files(&self, name: &str) -> Result<Option<(Vec<u8>, BotConfig)>, LoadError> {
+    /// Reads `NAME.wasm` and its `NAME.toml` (off the runtime threads, capped)
+    /// and resolves its secrets; None when there is no `NAME.wasm`.
+    async fn read_files(&self, name: &str) -> Result<Option<(Vec<u8>, BotConfig, Settings)>, LoadError> {
         let config = &self.inner.config;
         let (dir, name, max_wasm, max_toml) =
             (config.dir.clone(), name.to_owned(), config.max_bot_bytes, config.max_bot_config_bytes);
@@ -279,14 +308,16 @@ impl WasmHost {
             let toml = folder::read(&dir, &toml_name, max_toml)?;
             let config = BotConfig::parse(toml.as_deref())
                 .map_err(|source| LoadError::Config { path: dir.join(&toml_name), source })?;
-            Ok(Some((wasm, config)))
+            let settings = Settings::resolve(&name, &config)
+                .map_err(|source| LoadError::Secret { path: dir.join(&toml_name), source })?;
+            Ok(Some((wasm, config, settings)))
         });
         read.await.map_err(|e| LoadError::Read { path: self.inner.config.dir.clone(), source: cause(e) })?
     }
 
     /// Makes `bytes` the running version of bot `name`, unless it already is.
-    async fn load(&self, name: &str, bytes: Vec<u8>, config: BotConfig) -> Result<(), LoadError> {
-        if let Some(ready) = self.prepare(name, bytes, config).await? {
+    async fn load(&self, name: &str, bytes: Vec<u8>, config: BotConfig, settings: Settings) -> Result<(), LoadError> {
+        if let Some(ready) = self.prepare(name, bytes, config, settings).await? {
             self.swap_in(name, ready).await;
         }
         Ok(())
@@ -295,7 +326,13 @@ impl WasmHost {
     /// Everything that may fail, while the old version keeps running:
     /// compile (or take from the cache), link, instantiate, `init`. None when
     /// this version with this config already runs.
-    async fn prepare(&self, name: &str, bytes: Vec<u8>, config: BotConfig) -> Result<Option<Prepared>, LoadError> {
+    async fn prepare(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        config: BotConfig,
+        settings: Settings,
+    ) -> Result<Option<Prepared>, LoadError> {
         let inner = &self.inner;
         let path = inner.config.dir.join(format!("{name}.wasm"));
         let version = blake3::hash(&bytes).to_hex()[..16].to_owned();
@@ -304,6 +341,7 @@ impl WasmHost {
             if let Some(slot) = slots.get(name)
                 && slot.version == version
                 && slot.config == config
+                && *slot.settings == settings
                 && matches!(slot.status.lock().state, RunState::Running)
             {
                 return Ok(None);
@@ -321,6 +359,7 @@ impl WasmHost {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link { path: path.clone(), source: cause(e) })?;
+        let settings = Arc::new(settings);
         let template = Arc::new(BotTemplate {
             name: Arc::from(name),
             engine: inner.engine.clone(),
@@ -328,22 +367,26 @@ impl WasmHost {
             config: config.clone(),
             bridge: inner.bridge.clone(),
             kv: inner.kv.bucket(name).await,
+            timers: inner.timers.timers(name).await,
+            settings: settings.clone(),
             logbook: inner.logbook.clone(),
             log: BotLog {
                 bot: Arc::from(name),
                 gate: Arc::new(Mutex::new(LogGate::new(&config))),
                 logbook: inner.logbook.clone(),
+                settings: settings.clone(),
             },
+            http_in_flight: Arc::new(tokio::sync::Semaphore::new(config.http_max_in_flight as usize)),
         });
         let live = template.instantiate().await.map_err(|e| LoadError::Init { path, source: cause(e) })?;
-        Ok(Some(Prepared { version, config, template, live }))
+        Ok(Some(Prepared { version, config, settings, template, live }))
     }
 
     /// Stops the old version (its status stays visible until the new one
     /// replaces it) and starts the new one where the old one stopped. Cannot fail.
     async fn swap_in(&self, name: &str, ready: Prepared) {
         let inner = &self.inner;
-        let Prepared { version, config, template, live } = ready;
+        let Prepared { version, config, settings, template, live } = ready;
         let old = inner.slots.lock().get_mut(name).map(|old| (old.stop.clone(), old.task.take()));
         let since = match old {
             Some((stop, task)) => {
@@ -380,7 +423,7 @@ impl WasmHost {
         inner
             .slots
             .lock()
-            .insert(name.to_owned(), Slot { version: version.clone(), config, stop, task: Some(task), status });
+            .insert(name.to_owned(), Slot { version: version.clone(), config, settings, stop, task: Some(task), status });
         tracing::info!(bot = name, version, "loaded");
         inner.logbook.record(name, LogLevel::Info, &format!("loaded version {version}"));
         inner.logbook.changed();

@@ -1,9 +1,12 @@
-//! A bot's limits and permissions (`bots/NAME.toml`), and its operation rate limiter.
+//! A bot's `bots/NAME.toml`: limits, permissions, timers, outbound HTTP,
+//! configuration and secrets; and its operation rate limiter.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Deserialize;
 
+pub use super::http::Origin;
 use crate::bridge::Permissions;
 
 /// `bots/NAME.toml`. Every key is optional.
@@ -24,6 +27,29 @@ pub struct BotConfig {
     pub log_burst: u32,
     /// What the bot may do; absent: everything.
     pub permissions: Option<Permissions>,
+    /// Timers the bot may have at once.
+    pub max_timers: u32,
+    /// Shortest period of a repeating timer, milliseconds.
+    pub min_timer_period_ms: u64,
+    /// Origins the bot may send HTTP requests to; empty: none.
+    pub allowed_hosts: Vec<Origin>,
+    /// Longest an HTTP request may take, from connect to the last body byte, milliseconds.
+    pub http_timeout_ms: u64,
+    /// Largest HTTP response body the bot may read, bytes.
+    pub http_max_bytes: u64,
+    /// HTTP requests the bot may have in flight at once.
+    pub http_max_in_flight: u32,
+    /// `[config]`: values the bot reads with `config.get`.
+    pub config: BTreeMap<String, String>,
+    /// `[secrets]`: values read from the bridge's environment at load.
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// Where a secret comes from: `api_key = { env = "OPENAI_API_KEY" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub env: String,
 }
 
 impl Default for BotConfig {
@@ -36,6 +62,14 @@ impl Default for BotConfig {
             log_per_second: 20.0,
             log_burst: 200,
             permissions: None,
+            max_timers: 32,
+            min_timer_period_ms: 1_000,
+            allowed_hosts: Vec::new(),
+            http_timeout_ms: 10_000,
+            http_max_bytes: 4 << 20,
+            http_max_in_flight: 4,
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -49,6 +83,15 @@ pub const MAX_RATE: f64 = 10_000.0;
 /// Largest operation or log burst a bot may ask for.
 pub const MAX_BURST: u32 = 100_000;
 
+/// Most timers a bot may ask for.
+pub const MAX_TIMERS: u32 = 10_000;
+/// Longest HTTP timeout a bot may ask for, milliseconds.
+pub const MAX_HTTP_TIMEOUT_MS: u64 = 300_000;
+/// Largest HTTP response a bot may ask to read, bytes.
+pub const MAX_HTTP_BYTES: u64 = 256 << 20;
+/// Most HTTP requests in flight a bot may ask for.
+pub const MAX_HTTP_IN_FLIGHT: u32 = 256;
+
 /// Why a `NAME.toml` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BotConfigError {
@@ -60,6 +103,8 @@ pub enum BotConfigError {
     Syntax { line: Option<usize>, redacted: String },
     #[error("{key} must be {range}")]
     OutOfRange { key: &'static str, range: String },
+    #[error("`{key}` is in both [config] and [secrets]")]
+    ConfigAndSecret { key: String },
 }
 
 impl BotConfig {
@@ -96,6 +141,21 @@ impl BotConfig {
         }
         if !(1..=MAX_BURST).contains(&self.log_burst) {
             return out("log_burst", format!("1..={MAX_BURST}"));
+        }
+        if self.max_timers > MAX_TIMERS {
+            return out("max_timers", format!("0..={MAX_TIMERS}"));
+        }
+        if !(1..=MAX_HTTP_TIMEOUT_MS).contains(&self.http_timeout_ms) {
+            return out("http_timeout_ms", format!("1..={MAX_HTTP_TIMEOUT_MS}"));
+        }
+        if !(1..=MAX_HTTP_BYTES).contains(&self.http_max_bytes) {
+            return out("http_max_bytes", format!("1..={MAX_HTTP_BYTES}"));
+        }
+        if !(1..=MAX_HTTP_IN_FLIGHT).contains(&self.http_max_in_flight) {
+            return out("http_max_in_flight", format!("1..={MAX_HTTP_IN_FLIGHT}"));
+        }
+        if let Some(key) = self.config.keys().find(|k| self.secrets.contains_key(*k)) {
+            return Err(BotConfigError::ConfigAndSecret { key: key.clone() });
         }
         Ok(())
     }

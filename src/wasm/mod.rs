@@ -4,23 +4,44 @@
 //! and a cache of compiled components keyed by content hash.
 
 pub mod bindings {
-    //! Generated from `wit/`.
+    //! Generated from `wit/` (`botbridge:bot@0.2.0`); wasi:http comes from
+    //! wasmtime-wasi-http.
     wasmtime::component::bindgen!({
         path: "wit",
         world: "bot",
         imports: { default: async },
         exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
     });
+
+    pub mod v0_1 {
+        //! The previous world, `botbridge:bot@0.1.0` (`wit/compat/0.1.0`), so
+        //! bots built for it keep running. Its types are the same as 0.2.0's.
+        wasmtime::component::bindgen!({
+            path: "wit/compat/0.1.0",
+            world: "bot",
+            imports: { default: async },
+            exports: { default: async },
+            with: { "botbridge:bot/types@0.1.0": super::botbridge::bot::types },
+        });
+    }
 }
 
 mod convert;
 pub mod folder;
 mod host;
+pub mod http;
 pub mod kv;
 pub mod limits;
 pub mod logbook;
 mod runner;
+pub mod settings;
 mod store;
+pub mod timers;
 
 pub use host::{CheckError, CheckReport, HostConfig, HostError, LoadError, WasmHost, check};
 pub use runner::{BotStatus, CRASH_LIMIT, RunState};

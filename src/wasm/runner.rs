@@ -1,5 +1,5 @@
-//! A bot's task: takes its events from the bus in `seq` order and calls the
-//! bot. A failed call (trap, deadline, memory cap) costs that one call: the
+//! A bot's task: takes its events from the bus in `seq` order, and its due
+//! timers, and calls the bot for each, one call at a time. A failed call (trap, deadline, memory cap) costs that one call: the
 //! Store is dropped and the next event gets a fresh instance, after a backoff
 //! that grows with consecutive failures. A crash loop parks the bot until its
 //! file changes.
@@ -39,7 +39,7 @@ pub struct BotStatus {
     #[serde(flatten)]
     pub state: RunState,
     pub loaded_at: SystemTime,
-    /// Events handled without error.
+    /// Events and timers handled without error.
     pub handled: u64,
     pub failures: u64,
     /// Fresh instances made after a failure.
@@ -47,6 +47,12 @@ pub struct BotStatus {
     pub last_error: Option<String>,
     /// Why the newest file could not replace this version, if it could not.
     pub rejected: Option<String>,
+}
+
+/// What the bot is called for next.
+enum Work {
+    Event(Arc<Frame>),
+    Timer(String),
 }
 
 pub struct Runner {
@@ -62,6 +68,7 @@ impl Runner {
     /// Runs until stopped; returns the `seq` of the last event taken.
     pub async fn run(mut self) -> u64 {
         let name = self.template.name.clone();
+        let timers = self.template.timers.clone();
         let mut last = self.sub.last_seq;
         let mut pending: VecDeque<Arc<Frame>> = std::mem::take(&mut self.sub.replay).into();
         if let Some(first) = pending.front() {
@@ -70,12 +77,13 @@ impl Runner {
         let mut failures: VecDeque<Instant> = VecDeque::new();
         let mut consecutive = 0u32;
         loop {
-            let frame = match pending.pop_front() {
-                Some(frame) => frame,
+            let work = match pending.pop_front() {
+                Some(frame) => Work::Event(frame),
                 None => tokio::select! {
                     _ = self.stop.cancelled() => return last,
+                    tag = timers.due() => Work::Timer(tag),
                     frame = self.sub.recv() => match frame {
-                        Some(frame) => frame,
+                        Some(frame) => Work::Event(frame),
                         None if self.sub.lagged() => {
                             tracing::warn!(bot = %name, last, "bot fell behind; resuming from the replay buffer");
                             self.sub = self.bus.subscribe(&name, false, Some(last));
@@ -92,38 +100,33 @@ impl Runner {
             if self.stop.is_cancelled() {
                 return last;
             }
-            let Payload::Event(event) = &frame.payload else { continue };
-            last = frame.seq;
-            if self.live.is_none() {
-                if consecutive > 0 {
-                    let backoff = Duration::from_millis(20u64 << consecutive.min(7));
-                    tokio::select! {
-                        _ = self.stop.cancelled() => return last,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                }
-                match self.template.instantiate().await {
-                    Ok(live) => {
-                        self.live = Some(live);
-                        self.status.lock().restarts += 1;
-                    }
-                    Err(e) => {
-                        if self.failed(&mut failures, &mut consecutive, frame.seq, crate::error_chain(&e)) {
-                            return self.parked(last).await;
-                        }
+            let what = match &work {
+                Work::Event(frame) => {
+                    if !matches!(frame.payload, Payload::Event(_)) {
                         continue;
                     }
+                    last = frame.seq;
+                    format!("event {}", frame.seq)
                 }
+                Work::Timer(tag) => {
+                    // Past this firing before the call, so a failing call
+                    // does not fire it again at once; written after the call.
+                    timers.advance(tag);
+                    format!("timer {tag:?}")
+                }
+            };
+            let outcome = self.call(&work, consecutive).await;
+            if let Work::Timer(tag) = &work {
+                timers.settle(tag).await;
             }
-            let Some(live) = self.live.as_mut() else { continue };
-            match live.handle(convert::event(event)).await {
-                Ok(()) => {
+            match outcome {
+                None => return last,
+                Some(Ok(())) => {
                     consecutive = 0;
                     self.status.lock().handled += 1;
                 }
-                Err(e) => {
-                    self.live = None;
-                    if self.failed(&mut failures, &mut consecutive, frame.seq, crate::error_chain(&e)) {
+                Some(Err(error)) => {
+                    if self.failed(&mut failures, &mut consecutive, &what, error) {
                         return self.parked(last).await;
                     }
                 }
@@ -131,12 +134,45 @@ impl Runner {
         }
     }
 
+    /// One call into the bot, with a fresh instance (after a backoff) if the
+    /// last call failed. None when stopped meanwhile.
+    async fn call(&mut self, work: &Work, consecutive: u32) -> Option<Result<(), String>> {
+        if self.live.is_none() {
+            if consecutive > 0 {
+                let backoff = Duration::from_millis(20u64 << consecutive.min(7));
+                tokio::select! {
+                    _ = self.stop.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+            match self.template.instantiate().await {
+                Ok(live) => {
+                    self.live = Some(live);
+                    self.status.lock().restarts += 1;
+                }
+                Err(e) => return Some(Err(crate::error_chain(&e))),
+            }
+        }
+        let live = self.live.as_mut()?;
+        let result = match work {
+            Work::Event(frame) => match &frame.payload {
+                Payload::Event(event) => live.handle(convert::event(event)).await,
+                _ => Ok(()),
+            },
+            Work::Timer(tag) => live.on_timer(tag.clone()).await,
+        };
+        Some(result.map_err(|e| {
+            self.live = None;
+            crate::error_chain(&e)
+        }))
+    }
+
     /// Records a failure; true when it completes a crash loop.
-    fn failed(&self, failures: &mut VecDeque<Instant>, consecutive: &mut u32, seq: u64, error: String) -> bool {
+    fn failed(&self, failures: &mut VecDeque<Instant>, consecutive: &mut u32, what: &str, error: String) -> bool {
         let name = &self.template.name;
-        tracing::warn!(bot = %name, seq, "call failed, next event gets a fresh instance: {error}");
+        tracing::warn!(bot = %name, what, "call failed, the next call gets a fresh instance: {error}");
         let logbook = &self.template.logbook;
-        logbook.record(name, LogLevel::Warn, &format!("event {seq} failed: {error}"));
+        logbook.record(name, LogLevel::Warn, &format!("{what} failed: {error}"));
         *consecutive += 1;
         let now = Instant::now();
         failures.push_back(now);

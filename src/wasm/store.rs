@@ -5,15 +5,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use parking_lot::Mutex;
+use tokio::sync::Semaphore;
 use wasmtime::component::{Instance, InstancePre, ResourceTable, TypedFunc};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::botbridge::bot::{kv, log, operations, types};
+use super::bindings::botbridge::bot::{config as wit_config, kv, log, operations, timers as wit_timers, types};
+use super::bindings::v0_1::botbridge::bot as v0_1;
 use super::convert;
+use super::http::OutboundHttp;
 use super::kv::{Bucket, KvError};
 use super::limits::{BotConfig, LogGate, RateLimiter};
 use super::logbook::{LogLevel, Logbook, MAX_LINE, cut};
+use super::settings::Settings;
+use super::timers::{self, Caps, Schedule, TimerError, Timers};
 use crate::bridge::{Bridge, Caller};
 use crate::schema::{self as s, ErrorCode, OpData, OpError, Operation};
 
@@ -29,16 +35,27 @@ pub struct BotState {
     rate: RateLimiter,
     kv: Arc<Bucket>,
     log: BotLog,
+    timers: Arc<Timers>,
+    timer_caps: Caps,
+    settings: Arc<Settings>,
     /// Ticks used by the current call, and how many it may use.
     ticks: u64,
     max_ticks: u64,
     wasi: WasiCtx,
+    http_ctx: WasiHttpCtx,
+    http: OutboundHttp,
     table: ResourceTable,
 }
 
 impl WasiView for BotState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for BotState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http_ctx, table: &mut self.table, hooks: &mut self.http }
     }
 }
 
@@ -225,10 +242,12 @@ pub struct BotLog {
     pub bot: Arc<str>,
     pub gate: Arc<Mutex<LogGate>>,
     pub logbook: Arc<Logbook>,
+    /// Its secrets, masked in every line.
+    pub settings: Arc<Settings>,
 }
 
 impl BotLog {
-    fn emit(&self, level: LogLevel, message: &str) {
+    pub(super) fn emit(&self, level: LogLevel, message: &str) {
         let bot = &*self.bot;
         let Some(dropped) = self.gate.lock().admit() else {
             self.logbook.note_dropped(bot);
@@ -238,7 +257,8 @@ impl BotLog {
             tracing::warn!(bot, dropped, "log rate limit: {dropped} lines dropped");
             self.logbook.record(bot, LogLevel::Warn, &format!("log rate limit: {dropped} lines dropped"));
         }
-        let message = cut(message);
+        let masked = self.settings.mask(message);
+        let message = cut(&masked);
         match level {
             LogLevel::Trace => tracing::trace!(bot, "{message}"),
             LogLevel::Debug => tracing::debug!(bot, "{message}"),
@@ -275,6 +295,133 @@ impl kv::Host for BotState {
 
     async fn list(&mut self, prefix: String) -> Vec<String> {
         self.kv.list(&prefix)
+    }
+}
+
+impl wit_timers::Host for BotState {
+    async fn set(&mut self, tag: String, schedule: wit_timers::Schedule) -> Result<(), wit_timers::TimerError> {
+        let request = match schedule {
+            wit_timers::Schedule::After(ms) => timers::Request::After(ms),
+            wit_timers::Schedule::At(at) => timers::Request::At(at),
+            wit_timers::Schedule::Every(ms) => timers::Request::Every(ms),
+            wit_timers::Schedule::Cron(c) => timers::Request::Cron { expression: c.expression, time_zone: c.time_zone },
+        };
+        self.timers.set(tag, request, self.timer_caps).await.map_err(|e| self.timer_error(e))
+    }
+
+    async fn cancel(&mut self, tag: String) -> Result<bool, wit_timers::TimerError> {
+        self.timers.cancel(&tag).await.map_err(|e| self.timer_error(e))
+    }
+
+    async fn list(&mut self) -> Vec<wit_timers::Timer> {
+        let schedule = |s: Schedule| match s {
+            Schedule::Once { at } => wit_timers::Schedule::At(at),
+            Schedule::Every { period_ms } => wit_timers::Schedule::Every(period_ms),
+            Schedule::Cron { expression, time_zone } => {
+                wit_timers::Schedule::Cron(wit_timers::Cron { expression, time_zone })
+            }
+        };
+        let all = self.timers.list();
+        all.into_iter().map(|(tag, t)| wit_timers::Timer { tag, schedule: schedule(t.schedule), next: t.next }).collect()
+    }
+}
+
+impl BotState {
+    fn timer_error(&self, e: TimerError) -> wit_timers::TimerError {
+        match e {
+            TimerError::TooMany(n) => wit_timers::TimerError::TooMany(n),
+            TimerError::TooFrequent(ms) => wit_timers::TimerError::TooFrequent(ms),
+            TimerError::BadSchedule(why) => wit_timers::TimerError::BadSchedule(why),
+            TimerError::BadTag => wit_timers::TimerError::BadTag,
+            TimerError::Store(e) => {
+                tracing::error!(bot = %self.name, "timer write failed: {}", crate::error_chain(&e));
+                wit_timers::TimerError::Unavailable
+            }
+        }
+    }
+}
+
+impl wit_config::Host for BotState {
+    async fn get(&mut self, key: String) -> Option<String> {
+        self.settings.get(&key).map(str::to_owned)
+    }
+}
+
+// botbridge:bot@0.1.0: the same functions under the old names.
+impl v0_1::operations::Host for BotState {
+    async fn reply(&mut self, key: String, message: Vec<types::Element>) -> Result<types::Sent, types::Error> {
+        operations::Host::reply(self, key, message).await
+    }
+    async fn send_to_group(
+        &mut self,
+        bot: Option<i64>,
+        group: i64,
+        message: Vec<types::Element>,
+    ) -> Result<types::Sent, types::Error> {
+        operations::Host::send_to_group(self, bot, group, message).await
+    }
+    async fn send_to_friend(
+        &mut self,
+        bot: Option<i64>,
+        friend: i64,
+        message: Vec<types::Element>,
+    ) -> Result<types::Sent, types::Error> {
+        operations::Host::send_to_friend(self, bot, friend, message).await
+    }
+    async fn recall_receipt(&mut self, receipt: String) -> Result<(), types::Error> {
+        operations::Host::recall_receipt(self, receipt).await
+    }
+    async fn recall(&mut self, source: String) -> Result<(), types::Error> {
+        operations::Host::recall(self, source).await
+    }
+    async fn mute_member(&mut self, bot: Option<i64>, group: i64, member: i64, seconds: i64) -> Result<(), types::Error> {
+        operations::Host::mute_member(self, bot, group, member, seconds).await
+    }
+    async fn handle_friend_request(&mut self, id: String, accept: bool, why: Option<String>) -> Result<(), types::Error> {
+        operations::Host::handle_friend_request(self, id, accept, why).await
+    }
+    async fn handle_group_invite(&mut self, id: String, accept: bool, why: Option<String>) -> Result<(), types::Error> {
+        operations::Host::handle_group_invite(self, id, accept, why).await
+    }
+    async fn handle_join_request(&mut self, id: String, accept: bool, why: Option<String>) -> Result<(), types::Error> {
+        operations::Host::handle_join_request(self, id, accept, why).await
+    }
+    async fn list_friends(&mut self, bot: Option<i64>) -> Result<Vec<types::Friend>, types::Error> {
+        operations::Host::list_friends(self, bot).await
+    }
+    async fn list_groups(&mut self, bot: Option<i64>) -> Result<Vec<types::Group>, types::Error> {
+        operations::Host::list_groups(self, bot).await
+    }
+    async fn list_members(&mut self, bot: Option<i64>, group: i64) -> Result<Vec<types::Member>, types::Error> {
+        operations::Host::list_members(self, bot, group).await
+    }
+}
+
+impl v0_1::log::Host for BotState {
+    async fn log(&mut self, level: v0_1::log::Level, message: String) {
+        let level = match level {
+            v0_1::log::Level::Trace => log::Level::Trace,
+            v0_1::log::Level::Debug => log::Level::Debug,
+            v0_1::log::Level::Info => log::Level::Info,
+            v0_1::log::Level::Warn => log::Level::Warn,
+            v0_1::log::Level::Error => log::Level::Error,
+        };
+        log::Host::log(self, level, message).await
+    }
+}
+
+impl v0_1::kv::Host for BotState {
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        kv::Host::get(self, key).await
+    }
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        kv::Host::set(self, key, value).await
+    }
+    async fn delete(&mut self, key: String) {
+        kv::Host::delete(self, key).await
+    }
+    async fn list(&mut self, prefix: String) -> Vec<String> {
+        kv::Host::list(self, prefix).await
     }
 }
 
@@ -352,15 +499,20 @@ pub struct BotTemplate {
     pub config: BotConfig,
     pub bridge: Arc<Bridge>,
     pub kv: Arc<Bucket>,
+    pub timers: Arc<Timers>,
+    pub settings: Arc<Settings>,
     pub logbook: Arc<Logbook>,
     /// Shared by every instance of this version, so a restart does not refill it.
     pub log: BotLog,
+    /// The version's HTTP requests in flight (`http_max_in_flight` permits).
+    pub http_in_flight: Arc<Semaphore>,
 }
 
 /// A live instance in its own Store.
 pub struct LiveBot {
     store: Store<BotState>,
     handle: TypedFunc<(types::Event,), ()>,
+    on_timer: Option<TypedFunc<(String,), ()>>,
     cpu_ms: u64,
 }
 
@@ -385,9 +537,14 @@ impl BotTemplate {
             rate: RateLimiter::new(self.config.ops_per_second, self.config.ops_burst),
             kv: self.kv.clone(),
             log: self.log.clone(),
+            timers: self.timers.clone(),
+            timer_caps: Caps { max_timers: self.config.max_timers, min_period_ms: self.config.min_timer_period_ms },
+            settings: self.settings.clone(),
             ticks: 0,
             max_ticks: self.config.cpu_ms.div_ceil(TICK_MS),
             wasi,
+            http_ctx: WasiHttpCtx::new(),
+            http: OutboundHttp::new(&self.config, self.http_in_flight.clone(), self.log.clone()),
             table: ResourceTable::new(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -404,10 +561,15 @@ impl BotTemplate {
         let handle = instance
             .get_typed_func::<(types::Event,), ()>(&mut store, "handle")
             .map_err(|e| CallError::NoHandle(super::host::cause(e)))?;
-        let mut live = LiveBot { store, handle, cpu_ms };
-        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut live.store, "init") {
+        let on_timer = instance.get_typed_func::<(String,), ()>(&mut store, "on-timer").ok();
+        let mut live = LiveBot { store, handle, on_timer, cpu_ms };
+        // `setup` since 0.2.0; `init` in 0.1.0.
+        let setup = instance
+            .get_typed_func::<(), ()>(&mut live.store, "setup")
+            .or_else(|_| instance.get_typed_func::<(), ()>(&mut live.store, "init"));
+        if let Ok(setup) = setup {
             begin_call(&mut live.store);
-            init.call_async(&mut live.store, ()).await.map_err(|e| classify(e, cpu_ms))?;
+            setup.call_async(&mut live.store, ()).await.map_err(|e| classify(e, cpu_ms))?;
         }
         Ok(live)
     }
@@ -432,5 +594,13 @@ impl LiveBot {
         begin_call(&mut self.store);
         let cpu_ms = self.cpu_ms;
         self.handle.call_async(&mut self.store, (event,)).await.map_err(|e| classify(e, cpu_ms))
+    }
+
+    /// Tells the bot that timer `tag` fired (nothing if it has no `on-timer`).
+    pub async fn on_timer(&mut self, tag: String) -> Result<(), CallError> {
+        let Some(on_timer) = self.on_timer else { return Ok(()) };
+        begin_call(&mut self.store);
+        let cpu_ms = self.cpu_ms;
+        on_timer.call_async(&mut self.store, (tag,)).await.map_err(|e| classify(e, cpu_ms))
     }
 }
