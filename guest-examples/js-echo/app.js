@@ -4,9 +4,9 @@
 //
 // Build: scripts/build-guests (componentize-js app.js --wit wit --world-name bot).
 
-import { reply } from "botbridge:bot/operations@0.1.0";
-import { log } from "botbridge:bot/log@0.1.0";
-import * as kv from "botbridge:bot/kv@0.1.0";
+import { reply } from "botbridge:bot/operations@0.2.0";
+import { log } from "botbridge:bot/log@0.2.0";
+import * as kv from "botbridge:bot/kv@0.2.0";
 
 const COUNT_KEY = "echoes";
 
@@ -19,9 +19,11 @@ function echoes() {
   return raw ? Number(new TextDecoder().decode(raw)) : 0;
 }
 
-export function init() {
+export function setup() {
   log("info", "js echo ready");
 }
+
+export function onTimer(tag) {}
 
 export function handle(event) {
   if (event.data.tag !== "msg") return;

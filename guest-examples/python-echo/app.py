@@ -7,7 +7,7 @@ Build: scripts/build-guests (componentize-py -d wit -w bot componentize app).
 
 import wit_world
 from wit_world.imports import kv, log, operations
-from wit_world.imports.types import (
+from wit_world.imports.botbridge_bot_types import (
     Element_Plain,
     EventData_Msg,
 )
@@ -26,8 +26,11 @@ def echoes() -> int:
 
 
 class WitWorld(wit_world.WitWorld):
-    def init(self) -> None:
+    def setup(self) -> None:
         log.log(log.Level.INFO, "python echo ready")
+
+    def on_timer(self, tag: str) -> None:
+        pass
 
     def handle(self, event) -> None:
         if not isinstance(event.data, EventData_Msg):

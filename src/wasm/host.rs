@@ -420,10 +420,10 @@ impl WasmHost {
             status: status.clone(),
         };
         let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), tracing::info_span!("bot", name)));
-        inner
-            .slots
-            .lock()
-            .insert(name.to_owned(), Slot { version: version.clone(), config, settings, stop, task: Some(task), status });
+        inner.slots.lock().insert(
+            name.to_owned(),
+            Slot { version: version.clone(), config, settings, stop, task: Some(task), status },
+        );
         tracing::info!(bot = name, version, "loaded");
         inner.logbook.record(name, LogLevel::Info, &format!("loaded version {version}"));
         inner.logbook.changed();

@@ -225,8 +225,11 @@ impl WasiHttpHooks for OutboundHttp {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>> + Send>
-    {
+    ) -> Box<
+        dyn Future<
+                Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>,
+            > + Send,
+    > {
         drop(fut);
         let admitted = self.admit(request.uri());
         let deadline = Instant::now() + self.timeout;
@@ -234,7 +237,8 @@ impl WasiHttpHooks for OutboundHttp {
         let (max_bytes, log) = (self.max_bytes, self.log.clone());
         Box::new(async move {
             let (origin, target, permit) = admitted?;
-            let host_name = request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+            let host_name =
+                request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
             let addrs = resolve(&origin, target, deadline).await.inspect_err(|e| {
                 log.emit(LogLevel::Warn, &format!("HTTP request refused: {origin} for {host_name}: {e}"));
             })?;
@@ -250,8 +254,14 @@ impl WasiHttpHooks for OutboundHttp {
                 return Err(Error::HttpResponseBodySize(Some(max_bytes)));
             }
             let response = response.map(|incoming| {
-                CappedBody { incoming, left: max_bytes, max_bytes, deadline: Box::pin(tokio::time::sleep_until(deadline)), _permit: permit }
-                    .boxed_unsync()
+                CappedBody {
+                    incoming,
+                    left: max_bytes,
+                    max_bytes,
+                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                    _permit: permit,
+                }
+                .boxed_unsync()
             });
             Ok((response, io))
         })
@@ -263,11 +273,13 @@ async fn resolve(origin: &Origin, target: Target, deadline: Instant) -> Result<V
     let port = origin.port;
     let found: Vec<SocketAddr> = match target {
         Target::Ip(ip) => vec![SocketAddr::new(ip, port)],
-        Target::Name(name) => match tokio::time::timeout_at(deadline, tokio::net::lookup_host((name.as_str(), port))).await {
-            Err(_) => return Err(Error::DnsTimeout),
-            Ok(Err(_)) => return Err(Error::DnsError { rcode: Some("no such name".into()), info_code: None }),
-            Ok(Ok(addrs)) => addrs.map(|a| SocketAddr::new(canonical(a.ip()), a.port())).collect(),
-        },
+        Target::Name(name) => {
+            match tokio::time::timeout_at(deadline, tokio::net::lookup_host((name.as_str(), port))).await {
+                Err(_) => return Err(Error::DnsTimeout),
+                Ok(Err(_)) => return Err(Error::DnsError { rcode: Some("no such name".into()), info_code: None }),
+                Ok(Ok(addrs)) => addrs.map(|a| SocketAddr::new(canonical(a.ip()), a.port())).collect(),
+            }
+        }
     };
     let allowed: Vec<SocketAddr> = found.iter().copied().filter(|a| origin.reaches(a.ip())).collect();
     if allowed.is_empty() {
@@ -311,7 +323,10 @@ async fn exchange(
     }
 }
 
-async fn send<IO>(io: IO, request: http::Request<WasiBody>) -> Result<(http::Response<hyper::body::Incoming>, IoFuture), Error>
+async fn send<IO>(
+    io: IO,
+    request: http::Request<WasiBody>,
+) -> Result<(http::Response<hyper::body::Incoming>, IoFuture), Error>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
 {

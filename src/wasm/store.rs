@@ -322,7 +322,9 @@ impl wit_timers::Host for BotState {
             }
         };
         let all = self.timers.list();
-        all.into_iter().map(|(tag, t)| wit_timers::Timer { tag, schedule: schedule(t.schedule), next: t.next }).collect()
+        all.into_iter()
+            .map(|(tag, t)| wit_timers::Timer { tag, schedule: schedule(t.schedule), next: t.next })
+            .collect()
     }
 }
 
@@ -374,10 +376,21 @@ impl v0_1::operations::Host for BotState {
     async fn recall(&mut self, source: String) -> Result<(), types::Error> {
         operations::Host::recall(self, source).await
     }
-    async fn mute_member(&mut self, bot: Option<i64>, group: i64, member: i64, seconds: i64) -> Result<(), types::Error> {
+    async fn mute_member(
+        &mut self,
+        bot: Option<i64>,
+        group: i64,
+        member: i64,
+        seconds: i64,
+    ) -> Result<(), types::Error> {
         operations::Host::mute_member(self, bot, group, member, seconds).await
     }
-    async fn handle_friend_request(&mut self, id: String, accept: bool, why: Option<String>) -> Result<(), types::Error> {
+    async fn handle_friend_request(
+        &mut self,
+        id: String,
+        accept: bool,
+        why: Option<String>,
+    ) -> Result<(), types::Error> {
         operations::Host::handle_friend_request(self, id, accept, why).await
     }
     async fn handle_group_invite(&mut self, id: String, accept: bool, why: Option<String>) -> Result<(), types::Error> {

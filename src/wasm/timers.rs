@@ -75,8 +75,9 @@ fn now_ms() -> i64 {
 fn cron_next(expression: &str, time_zone: Option<&str>, after: i64) -> Result<i64, TimerError> {
     let cron = croner::Cron::from_str(expression).map_err(|e| TimerError::BadSchedule(e.to_string()))?;
     let tz = match time_zone {
-        Some(name) => chrono_tz::Tz::from_str(name)
-            .map_err(|_| TimerError::BadSchedule(format!("unknown time zone {name:?}")))?,
+        Some(name) => {
+            chrono_tz::Tz::from_str(name).map_err(|_| TimerError::BadSchedule(format!("unknown time zone {name:?}")))?
+        }
         None => chrono_tz::UTC,
     };
     let start = chrono::DateTime::from_timestamp_millis(after)
@@ -168,13 +169,18 @@ impl Timers {
         }
         let now = now_ms();
         let timer = match request {
-            Request::After(ms) => Timer { schedule: Schedule::Once { at: now.saturating_add(ms.min(i64::MAX as u64) as i64) }, next: 0 },
+            Request::After(ms) => {
+                Timer { schedule: Schedule::Once { at: now.saturating_add(ms.min(i64::MAX as u64) as i64) }, next: 0 }
+            }
             Request::At(at) => Timer { schedule: Schedule::Once { at }, next: 0 },
             Request::Every(period_ms) => {
                 if period_ms < caps.min_period_ms.max(1) {
                     return Err(TimerError::TooFrequent(caps.min_period_ms.max(1)));
                 }
-                Timer { schedule: Schedule::Every { period_ms }, next: now.saturating_add(period_ms.min(i64::MAX as u64) as i64) }
+                Timer {
+                    schedule: Schedule::Every { period_ms },
+                    next: now.saturating_add(period_ms.min(i64::MAX as u64) as i64),
+                }
             }
             Request::Cron { expression, time_zone } => {
                 let next = cron_next(&expression, time_zone.as_deref(), now)?;

@@ -109,7 +109,7 @@ fn check_reports_fit_and_misfit() {
     let report = botbridge::wasm::check(&example("echo")).expect("echo compiles");
     assert!(report.problem.is_none(), "{:?}", report.problem);
     assert!(report.exports.iter().any(|e| e == "handle (func)"));
-    assert!(report.imports.iter().any(|i| i.starts_with("botbridge:bot/operations@0.1.0")));
+    assert!(report.imports.iter().any(|i| i.starts_with("botbridge:bot/operations@0.2.0")));
 
     assert!(botbridge::wasm::check(b"definitely not wasm").is_err());
     let core = wat::parse_str("(module)").unwrap();

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use botbridge::schema::{ErrorCode, OpKind};
-use wit_parser::{Resolve, TypeDefKind};
+use wit_parser::{Resolve, TypeDefKind, TypeOwner};
 
 fn kebab(name: &str) -> String {
     let mut out = String::new();
@@ -18,8 +18,16 @@ fn kebab(name: &str) -> String {
     out
 }
 
+/// Defined in a `botbridge:` package (wasi has an `error-code` too).
+fn ours(resolve: &Resolve, owner: TypeOwner) -> bool {
+    let TypeOwner::Interface(id) = owner else { return false };
+    let package = resolve.interfaces[id].package.expect("named interface");
+    resolve.packages[package].name.namespace == "botbridge"
+}
+
 fn world() -> Resolve {
-    let mut resolve = Resolve::default();
+    // wasi's WIT in wit/deps gates some items behind features.
+    let mut resolve = Resolve { all_features: true, ..Default::default() };
     resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit")).expect("wit/ parses");
     resolve
 }
@@ -43,7 +51,7 @@ fn error_codes_are_the_wit_cases_and_the_wire_names() {
         .types
         .iter()
         .find_map(|(_, t)| match (&t.name, &t.kind) {
-            (Some(n), TypeDefKind::Enum(e)) if n == "error-code" => {
+            (Some(n), TypeDefKind::Enum(e)) if n == "error-code" && ours(&resolve, t.owner) => {
                 Some(e.cases.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
             }
             _ => None,

@@ -80,7 +80,7 @@ pub fn log_flood() -> Vec<u8> {
 
 /// A component whose `handle` runs BODY: for guests that misbehave without
 /// calling the host (loop, trap, memory bomb), so they need no bindings. The
-/// module only exports memory, a bump allocator, `init` and `handle`.
+/// module only exports memory, a bump allocator, `setup`, `handle` and `on-timer`.
 fn misbehaving(body: &str) -> Vec<u8> {
     let wat = format!(
         r#"(module
@@ -97,14 +97,15 @@ fn misbehaving(body: &str) -> Vec<u8> {
       unreachable)
     (local.get $p))
   (func $recurse (param i32) (result i32) (i32.add (call $recurse (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
-  (func (export "init"))
+  (func (export "setup"))
+  (func (export "on-timer") (param i32 i32))
   (func (export "handle") (param $e i32)
     {body}
     (global.set $bump (i32.const 4096)))
 )"#
     );
     let mut module = wat::parse_str(&wat).expect("valid WAT");
-    let mut resolve = wit_parser::Resolve::default();
+    let mut resolve = wit_parser::Resolve { all_features: true, ..Default::default() };
     let (pkg, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit")).expect("wit/ parses");
     let world = resolve.select_world(&[pkg], Some("bot")).expect("world bot");
     wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)

@@ -29,12 +29,19 @@
 //! * [`ops`]: every operation of the protocol; failures are typed [`Error`]s.
 //! * [`kv`]: the bot's own store, kept across hot reloads and restarts.
 //! * [`log`]: log lines under the bot's name in the bridge's log.
+//! * [`timers`]: wake the bot later, once, repeatedly or on a cron schedule
+//!   ([`Bot::on_timer`]).
+//! * [`http`]: call web APIs (the origins in the bot's `allowed_hosts`).
+//! * [`config`]: the bot's `[config]` and `[secrets]`.
 
 mod chain;
+pub mod config;
 mod event;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod ops;
+pub mod timers;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -45,6 +52,15 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_bot_world",
         additional_derives: [PartialEq, Eq],
+        // wasi:http is the `wasip2` crate's, which `http` (on wstd) uses too.
+        with: {
+            "wasi:http/types@0.2.12": wasip2::http::types,
+            "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+        },
     });
 }
 
@@ -56,27 +72,34 @@ pub use bindings::botbridge::bot::types::{
 pub use chain::Chain;
 pub use event::{Event, Message, Scene};
 
-/// A bot: `init` once per fresh instance, `handle` for every event in order.
+/// A bot: `init` once per fresh instance, `handle` for every event in
+/// order, `on_timer` when one of its [`timers`] fires (never two at once).
 ///
 /// A fresh instance starts after a hot reload, a restart, or a trap. Keep
 /// state that must survive those in [`kv`], not in statics.
 pub trait Bot {
     fn init() {}
     fn handle(event: Event);
+    fn on_timer(tag: String) {
+        let _ = tag;
+    }
 }
 
-/// Exports a [`Bot`] type as the component's `init` and `handle`.
+/// Exports a [`Bot`] type as the component's `setup`, `handle` and `on-timer`.
 #[macro_export]
 macro_rules! bot {
     ($bot:ty) => {
         const _: () = {
             struct BotbridgeExport;
             impl $crate::bindings::Guest for BotbridgeExport {
-                fn init() {
+                fn setup() {
                     <$bot as $crate::Bot>::init()
                 }
                 fn handle(event: $crate::bindings::botbridge::bot::types::Event) {
                     <$bot as $crate::Bot>::handle($crate::Event::from(event))
+                }
+                fn on_timer(tag: String) {
+                    <$bot as $crate::Bot>::on_timer(tag)
                 }
             }
             $crate::bindings::__export_bot_world!(BotbridgeExport);
