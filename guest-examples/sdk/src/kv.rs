@@ -57,3 +57,14 @@ pub fn increment(key: &str) -> Result<u64, KvError> {
     set_u64(key, next)?;
     Ok(next)
 }
+
+/// A value stored as JSON; None when absent or unreadable.
+pub fn get_json<T: serde::de::DeserializeOwned>(key: &str) -> Option<T> {
+    serde_json::from_slice(&get(key)?).ok()
+}
+
+/// Stores `value` as JSON.
+pub fn set_json<T: serde::Serialize>(key: &str, value: &T) -> Result<(), KvError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| KvError(format!("cannot encode: {e}")))?;
+    set(key, &bytes)
+}
