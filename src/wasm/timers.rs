@@ -301,4 +301,16 @@ mod tests {
         assert!(cron_next("61 * * * *", None, t0).is_err());
         assert!(cron_next("0 0 30 2 *", None, t0).is_err(), "February 30th never comes");
     }
+
+    #[tokio::test]
+    async fn listed_soonest_first() {
+        let book = TimerBook::new(None);
+        let t = book.timers("b").await;
+        let caps = Caps { max_timers: 10, min_period_ms: 1 };
+        t.set("c".into(), Request::After(900), caps).await.unwrap();
+        t.set("a".into(), Request::After(300), caps).await.unwrap();
+        t.set("b".into(), Request::After(600), caps).await.unwrap();
+        let tags: Vec<_> = t.list().into_iter().map(|(tag, _)| tag).collect();
+        assert_eq!(tags, ["a", "b", "c"]);
+    }
 }

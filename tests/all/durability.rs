@@ -12,7 +12,7 @@ use crate::guests::*;
 use crate::support::*;
 
 /// Starts `botbridge serve` on port 0; returns the child and its WebSocket URL.
-fn spawn(dir: &Path) -> (Child, String) {
+pub(crate) fn spawn(dir: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_botbridge"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--bots")

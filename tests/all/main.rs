@@ -14,6 +14,7 @@ mod fixtures;
 mod guests;
 mod hardening;
 mod onebot;
+mod timers;
 mod wasm_bots;
 mod wasm_reload;
 mod wasm_sandbox;

@@ -171,3 +171,10 @@ pub fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
     out.extend_from_slice(&body);
     out
 }
+
+/// Runs the command each group message carries (timers, HTTP, config; see the
+/// probe's `cmd` verb) and says the outcome in group 20001; says `fired TAG`
+/// when a timer fires.
+pub fn commander() -> Vec<u8> {
+    probe("cmd", "")
+}

@@ -13,13 +13,20 @@
 //! * `log-flood`: on every event, log fifty lines of one MiB each;
 //! * `wasi` ARG: write ARG to stdout and look for a preopened directory; when
 //!   stdout works and there is none, send ARG to group 20001.
+//! * `cmd`: the message is a command, and the outcome is said in group 20001:
+//!   `after TAG MS`, `every TAG MS`, `at TAG UNIX_MS`, `cron TAG ZONE|- EXPR`,
+//!   `cancel TAG`, `timers` (timers; `on-timer` says `fired TAG`);
+//!   `get URL` (HTTP: `http STATUS BYTES` or `http-error KIND: …`);
+//!   `config KEY` (logs `KEY=VALUE`, says `config KEY: N bytes` or `config KEY: none`).
 //!
 //! Stored outcomes are 8 bytes: `[0, 0, 0, 0, 0, 0, 0, 0]` for ok, and
 //! `[1, 0, 0, 0, CODE, 0, 0, 0]` for an error, CODE its index in `error-code`.
 
 use std::io::Write as _;
 
-use botbridge_sdk::{bot, kv, log, ops, Bot, Chain, Error, Event, Message, Scene};
+use std::time::Duration;
+
+use botbridge_sdk::{bot, config, http, kv, log, ops, timers, Bot, Chain, Error, Event, Message, Scene};
 
 const MARKER: &[u8] = b"BOTBRIDGE-PROBE:";
 const SCRIPT_LEN: usize = 512;
@@ -86,6 +93,7 @@ fn on_group_message(verb: &str, arg: String, message: &Message) {
             }
         }
         "image" => store_outcome(&ops::send_to_group(GROUP, Chain::new().image(arg))),
+        "cmd" => say(command(&message.text())),
         "wasi" => {
             let mut out = std::io::stdout();
             let written = out.write_all(arg.as_bytes()).and_then(|()| out.flush()).is_ok();
@@ -94,6 +102,44 @@ fn on_group_message(verb: &str, arg: String, message: &Message) {
             }
         }
         _ => {}
+    }
+}
+
+fn timer_outcome<T>(result: Result<T, timers::TimerError>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("err {e:?}"),
+    }
+}
+
+/// Runs one `cmd` command; returns what to say.
+fn command(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let number = |i: usize| words.get(i).and_then(|w| w.parse::<i64>().ok()).unwrap_or(0);
+    match words.as_slice() {
+        ["after", tag, ..] => timer_outcome(timers::after(tag, Duration::from_millis(number(2) as u64))),
+        ["every", tag, ..] => timer_outcome(timers::every(tag, Duration::from_millis(number(2) as u64))),
+        ["at", tag, ..] => timer_outcome(timers::at(tag, number(2))),
+        ["cron", tag, zone, expr @ ..] => {
+            let zone = (*zone != "-").then_some(*zone);
+            timer_outcome(timers::cron(tag, &expr.join(" "), zone))
+        }
+        ["cancel", tag] => timer_outcome(timers::cancel(tag).map(|had| if had { "had" } else { "none" })),
+        ["timers"] => format!("timers: {}", timers::list().iter().map(|t| t.tag.as_str()).collect::<Vec<_>>().join(",")),
+        ["get", url] => match http::get(url) {
+            Ok(r) => format!("http {} {}", r.status.as_u16(), r.body.len()),
+            Err(e) if e.is_refused() => format!("http-error refused: {e}"),
+            Err(e) if e.is_timeout() => format!("http-error timeout: {e}"),
+            Err(e) => format!("http-error other: {e}"),
+        },
+        ["config", key] => match config::get(key) {
+            Some(value) => {
+                log::info(format!("{key}={value}"));
+                format!("config {key}: {} bytes", value.len())
+            }
+            None => format!("config {key}: none"),
+        },
+        _ => "unknown command".into(),
     }
 }
 
@@ -116,6 +162,10 @@ impl Bot for Probe {
                 }
             }
         }
+    }
+
+    fn on_timer(tag: String) {
+        say(format!("fired {tag}"));
     }
 }
 
