@@ -13,6 +13,7 @@ mod fixtures;
 #[allow(dead_code)] // `idle` is for the benches.
 mod guests;
 mod hardening;
+mod http_outbound;
 mod onebot;
 mod timers;
 mod wasm_bots;

@@ -71,13 +71,28 @@ impl core::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+async fn exchange(request: wstd::http::Request<Vec<u8>>) -> Result<Response, Error> {
+    let response = wstd::http::Client::new().send(request).await.map_err(Error::from_wstd)?;
+    let (parts, mut body) = response.into_parts();
+    let body = body.contents().await.map_err(Error::from_wstd)?.to_vec();
+    Ok(Response { status: parts.status, headers: parts.headers, body })
+}
+
 /// Sends `request` and reads the whole response.
 pub fn send(request: wstd::http::Request<Vec<u8>>) -> Result<Response, Error> {
+    wstd::runtime::block_on(exchange(request))
+}
+
+/// Sends every request at once (each still counts toward the bot's
+/// `http_max_in_flight`); the results in the same order.
+pub fn send_all(requests: Vec<wstd::http::Request<Vec<u8>>>) -> Vec<Result<Response, Error>> {
     wstd::runtime::block_on(async move {
-        let response = wstd::http::Client::new().send(request).await.map_err(Error::from_wstd)?;
-        let (parts, mut body) = response.into_parts();
-        let body = body.contents().await.map_err(Error::from_wstd)?.to_vec();
-        Ok(Response { status: parts.status, headers: parts.headers, body })
+        let tasks: Vec<_> = requests.into_iter().map(|r| wstd::runtime::spawn(exchange(r))).collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await);
+        }
+        results
     })
 }
 

@@ -17,6 +17,7 @@
 //!   `after TAG MS`, `every TAG MS`, `at TAG UNIX_MS`, `cron TAG ZONE|- EXPR`,
 //!   `cancel TAG`, `timers` (timers; `on-timer` says `fired TAG`);
 //!   `get URL` (HTTP: `http STATUS BYTES` or `http-error KIND: …`);
+//!   `get-all N URL` (N requests at once; `http STATUS` or `http-error CODE` each);
 //!   `config KEY` (logs `KEY=VALUE`, says `config KEY: N bytes` or `config KEY: none`).
 //!
 //! Stored outcomes are 8 bytes: `[0, 0, 0, 0, 0, 0, 0, 0]` for ok, and
@@ -132,6 +133,18 @@ fn command(text: &str) -> String {
             Err(e) if e.is_timeout() => format!("http-error timeout: {e}"),
             Err(e) => format!("http-error other: {e}"),
         },
+        ["get-all", n, url] => {
+            let n: usize = n.parse().unwrap_or(1);
+            let requests = (0..n).filter_map(|_| http::request(http::Method::GET, url).body(Vec::new()).ok()).collect();
+            let results: Vec<String> = http::send_all(requests)
+                .into_iter()
+                .map(|r| match r {
+                    Ok(r) => format!("http {}", r.status.as_u16()),
+                    Err(e) => format!("http-error {:?}", e.code),
+                })
+                .collect();
+            results.join("; ")
+        }
         ["config", key] => match config::get(key) {
             Some(value) => {
                 log::info(format!("{key}={value}"));
