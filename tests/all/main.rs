@@ -5,6 +5,7 @@ mod support;
 #[allow(dead_code)] // `message` is for the benches.
 mod world;
 
+mod bot_config;
 mod console;
 mod durability;
 mod examples;

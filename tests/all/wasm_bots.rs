@@ -135,3 +135,28 @@ async fn a_wasi_guest_gets_stdout_but_no_preopened_directories() {
     assert_eq!(out["data"]["message"][1]["msg"], "wasi ok");
     bridge.shutdown().await;
 }
+
+/// `tests/fixtures/echo-0.1.0.wasm` is the echo example as built for
+/// `botbridge:bot@0.1.0` (with `init`, before timers, HTTP and config): it
+/// loads and answers on today's host unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_built_for_world_0_1_0_keeps_running() {
+    let old = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/echo-0.1.0.wasm"))
+        .expect("the 0.1.0 fixture");
+    let report = botbridge::wasm::check(&old).expect("compiles");
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    assert!(report.imports.iter().any(|i| i.starts_with("botbridge:bot/operations@0.1.0")), "{:?}", report.imports);
+    assert!(report.exports.iter().any(|e| e == "init (func)"));
+
+    let s = settings();
+    install(&s.bots, "old-echo", &old);
+    let bridge = start(s).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    c.group_message(GROUP, MEMBER, "/echo still here").await;
+    let out = c.next_of("outgoing").await;
+    assert_eq!(out["data"]["by"], "old-echo");
+    assert_eq!(out["data"]["message"][1]["msg"], "still here");
+    let lines = bridge.wasm.logbook().recent("old-echo");
+    assert!(lines.iter().any(|l| l.message == "echo ready"), "its `init` ran: {lines:?}");
+    bridge.shutdown().await;
+}
