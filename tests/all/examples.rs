@@ -223,3 +223,155 @@ async fn say_prints_the_bots_answers() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_in_group"), "{}", String::from_utf8_lossy(&out.stderr));
     bridge.shutdown().await;
 }
+
+// ── bots that act on their own: timers, HTTP, config (world 0.2.0) ─────
+
+fn write_toml(bots: &std::path::Path, name: &str, toml: &str) {
+    std::fs::create_dir_all(bots).unwrap();
+    std::fs::write(bots.join(format!("{name}.toml")), toml).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminder_reminds_in_the_same_chat_and_across_a_restart() {
+    let s = settings();
+    install(&s.bots, "reminder", &example("reminder"));
+    let bridge = start(s.clone()).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+
+    assert_eq!(answer(&mut c, GROUP, MEMBER, "/remind 2s tea").await, "OK, in 2s: tea");
+    let listed = answer(&mut c, GROUP, MEMBER, "/reminders").await;
+    assert!(listed.starts_with("1. tea (in "), "{listed}");
+    assert_eq!(answer(&mut c, LOBBY, MEMBER, "/reminders").await, "No reminders.", "per chat");
+    let due = c.next_of("outgoing").await;
+    assert_eq!(due["data"]["target"], json!({"type": "group", "group": GROUP}));
+    assert_eq!(due["data"]["message"][1]["type"], "At");
+    assert_eq!(due["data"]["message"][1]["target"], MEMBER, "mentions who asked");
+    assert_eq!(text(&due), " Reminder: tea");
+
+    c.ok("SimMessage", json!({"friend": FRIEND, "message": plain("/remind 1s call mom")})).await;
+    assert_eq!(text(&c.next_of("outgoing").await), "OK, in 1s: call mom");
+    let due = c.next_of("outgoing").await;
+    assert_eq!(due["data"]["target"], json!({"type": "friend", "friend": FRIEND}));
+    assert_eq!(text(&due), "Reminder: call mom");
+    assert_eq!(answer(&mut c, LOBBY, MEMBER, "/remind soon tea").await, "Usage: /remind 10m text (units s, m, h, d)");
+
+    // Set, then the bridge stops and starts again on the same state.
+    assert_eq!(answer(&mut c, GROUP, MEMBER, "/remind 3s stretch").await, "OK, in 3s: stretch");
+    drop(c);
+    bridge.shutdown().await;
+    let bridge = start(s).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    assert_eq!(text(&c.next_of("outgoing").await), " Reminder: stretch");
+    bridge.shutdown().await;
+}
+
+/// A local server in the OpenAI chat-completions format: it checks the key
+/// and the model, and answers how many messages it got and the last one.
+async fn chat_server(key: String) -> (std::net::SocketAddr, std::sync::Arc<parking_lot::Mutex<Vec<Value>>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let router = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+            let (log, key) = (log.clone(), key.clone());
+            async move {
+                log.lock().push(body.0.clone());
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                if auth != format!("Bearer {key}") || body["model"] != "tiny-model" {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "bad key or model"})));
+                }
+                let messages = body["messages"].as_array().cloned().unwrap_or_default();
+                let last = messages.last().and_then(|m| m["content"].as_str()).unwrap_or_default().to_owned();
+                if last.contains("fail") {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": "boom"})));
+                }
+                let content = format!("{} messages; you said: {last}", messages.len());
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({"choices": [{"message": {"role": "assistant", "content": content}}]})),
+                )
+            }
+        }),
+    );
+    (crate::http_outbound::serve(router).await, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_chat_asks_an_openai_compatible_server_with_context() {
+    let key = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it");
+    let (addr, seen) = chat_server(key).await;
+    let s = settings();
+    let toml = format!(
+        "allowed_hosts = [\"http://{addr}\"]\n[config]\nendpoint = \"http://{addr}/v1\"\nmodel = \"tiny-model\"\nturns = \"4\"\n\
+         [secrets]\napi_key = {{ env = \"CARGO_MANIFEST_DIR\" }}\n"
+    );
+    write_toml(&s.bots, "llm-chat", &toml);
+    install(&s.bots, "llm-chat", &example("llm-chat"));
+    let bridge = start(s.clone()).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+
+    assert_eq!(answer(&mut c, GROUP, MEMBER, "/ask what is rust").await, "1 messages; you said: what is rust");
+    assert_eq!(answer(&mut c, GROUP, MEMBER, "/ask and wasm").await, "3 messages; you said: and wasm", "context kept");
+    assert_eq!(answer(&mut c, LOBBY, MEMBER, "/ask hi").await, "1 messages; you said: hi", "per chat");
+    assert_eq!(answer(&mut c, GROUP, MEMBER, "/ask third").await, "5 messages; you said: third", "4 turns kept");
+    assert_eq!(seen.lock()[1]["messages"][1]["role"], "assistant");
+    assert_eq!(answer(&mut c, GROUP, MEMBER, "/ask please fail").await, "Sorry, the model answered HTTP 500.");
+
+    // Pointed at a host it may not reach: one short line.
+    write_toml(
+        &s.bots,
+        "llm-chat",
+        &toml.replace(&format!("allowed_hosts = [\"http://{addr}\"]"), "allowed_hosts = []"),
+    );
+    let mut line = String::new();
+    for _ in 0..100 {
+        line = answer(&mut c, GROUP, MEMBER, "/ask are you there").await;
+        if line.starts_with("Sorry") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(line, "Sorry, the model's host is not allowed (allowed_hosts).");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_posts_new_items_once() {
+    let items = std::sync::Arc::new(parking_lot::Mutex::new(vec![(2, "Second post"), (1, "First post")]));
+    let served = items.clone();
+    let router = axum::Router::new().route(
+        "/feed.xml",
+        axum::routing::get(move || {
+            let items = served.lock().clone();
+            async move {
+                let entries: String = items
+                    .iter()
+                    .map(|(id, title)| {
+                        format!("<item><title>{title}</title><link>https://blog.example/{id}</link><guid>post-{id}</guid></item>")
+                    })
+                    .collect();
+                format!("<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>t</title>{entries}</channel></rss>")
+            }
+        }),
+    );
+    let addr = crate::http_outbound::serve(router).await;
+    let s = settings();
+    let toml = format!(
+        "allowed_hosts = [\"http://{addr}\"]\n[config]\nurl = \"http://{addr}/feed.xml\"\ngroups = \"{GROUP}\"\ninterval = \"1s\"\n"
+    );
+    write_toml(&s.bots, "feed", &toml);
+    install(&s.bots, "feed", &example("feed"));
+    let bridge = start(s).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+
+    let first = c.next_of("outgoing").await;
+    assert_eq!(first["data"]["target"], json!({"type": "group", "group": GROUP}));
+    assert_eq!(text(&first), "First post\nhttps://blog.example/1", "oldest first");
+    assert_eq!(text(&c.next_of("outgoing").await), "Second post\nhttps://blog.example/2");
+    items.lock().insert(0, (3, "Third post"));
+    assert_eq!(text(&c.next_of("outgoing").await), "Third post\nhttps://blog.example/3", "only the new one");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    c.expect_nothing_pending().await;
+    bridge.shutdown().await;
+}
