@@ -375,3 +375,34 @@ async fn feed_posts_new_items_once() {
     c.expect_nothing_pending().await;
     bridge.shutdown().await;
 }
+
+/// HTTP and timers from the Python and JavaScript SDKs: `/fetch` goes
+/// through wasi:http (in JavaScript with `fetch`, componentize-js) within the
+/// bot's `allowed_hosts`; `/later` sets a timer whose `on-timer` speaks.
+async fn scripted_fetch(name: &str) {
+    let addr =
+        crate::http_outbound::serve(axum::Router::new().route("/hi", axum::routing::get(|| async { "hello" }))).await;
+    let s = settings();
+    write_toml(&s.bots, name, &format!("allowed_hosts = [\"http://{addr}\"]\n"));
+    install(&s.bots, name, &example(name));
+    let bridge = start(s).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    assert_eq!(answer(&mut c, GROUP, MEMBER, &format!("/fetch http://{addr}/hi")).await, "200, 5 chars: hello");
+    let refused = answer(&mut c, GROUP, MEMBER, "/fetch http://example.com/").await;
+    assert!(refused.starts_with("fetch "), "{refused}");
+    assert_eq!(answer(&mut c, GROUP, MEMBER, "/later 300 tea time").await, "OK");
+    let later = c.next_of("outgoing").await;
+    assert_eq!(later["data"]["target"], json!({"type": "group", "group": GROUP}));
+    assert_eq!(text(&later), "tea time");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_fetches_and_sets_timers() {
+    scripted_fetch("python-fetch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_sdk_fetches_and_sets_timers() {
+    scripted_fetch("js-fetch").await;
+}
