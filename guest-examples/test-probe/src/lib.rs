@@ -18,6 +18,8 @@
 //!   `cancel TAG`, `timers` (timers; `on-timer` says `fired TAG`);
 //!   `get URL` (HTTP: `http STATUS BYTES` or `http-error KIND: …`);
 //!   `get-all N URL` (N requests at once; `http STATUS` or `http-error CODE` each);
+//!   `get-n N URL` (N requests one after another; says how many were ok);
+//!   `burst N` (N timers due at once, tagged `quiet…`: they fire silently);
 //!   `config KEY` (logs `KEY=VALUE`, says `config KEY: N bytes` or `config KEY: none`).
 //!
 //! Stored outcomes are 8 bytes: `[0, 0, 0, 0, 0, 0, 0, 0]` for ok, and
@@ -145,6 +147,16 @@ fn command(text: &str) -> String {
                 .collect();
             results.join("; ")
         }
+        ["get-n", n, url] => {
+            let n: usize = n.parse().unwrap_or(1);
+            let ok = (0..n).filter(|_| http::get(url).is_ok_and(|r| r.ok())).count();
+            format!("{ok} of {n} ok")
+        }
+        ["burst", n] => {
+            let n: usize = n.parse().unwrap_or(1);
+            let set = (0..n).filter(|i| timers::after(&format!("quiet{i}"), Duration::ZERO).is_ok()).count();
+            format!("{set} set")
+        }
         ["config", key] => match config::get(key) {
             Some(value) => {
                 log::info(format!("{key}={value}"));
@@ -178,7 +190,9 @@ impl Bot for Probe {
     }
 
     fn on_timer(tag: String) {
-        say(format!("fired {tag}"));
+        if !tag.starts_with("quiet") {
+            say(format!("fired {tag}"));
+        }
     }
 }
 
