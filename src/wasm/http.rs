@@ -174,6 +174,7 @@ pub struct OutboundHttp {
     timeout: Duration,
     max_bytes: u64,
     in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     log: BotLog,
 }
 
@@ -184,8 +185,14 @@ impl OutboundHttp {
             timeout: Duration::from_millis(config.http_timeout_ms),
             max_bytes: config.http_max_bytes,
             in_flight,
+            max_in_flight: config.http_max_in_flight as usize,
             log,
         }
+    }
+
+    /// Has the bot a request in flight (its response not yet read to the end)?
+    pub fn busy(&self) -> bool {
+        self.in_flight.available_permits() < self.max_in_flight
     }
 
     /// The permit for a new request, or why it may not go out.

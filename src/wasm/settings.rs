@@ -1,12 +1,14 @@
 //! A bot's `[config]` and `[secrets]`, resolved when its files are loaded:
 //! what `config.get` answers. Secret values are read from the bridge's
-//! environment and never shown: not by `Debug`, not in the bot's own log
-//! lines (they are masked there), not in `/api`.
+//! environment and never shown: not by `Debug`, not in `/api`, and masked
+//! in the bot's own log lines and in the text it sends (so in the audit
+//! stream and the chat too).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use super::limits::BotConfig;
+use crate::schema::Element;
 
 /// Why a bot's secrets could not be resolved.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,6 +58,20 @@ impl Settings {
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
+    }
+
+    /// Masks secret values in the chain's text.
+    pub fn mask_chain(&self, chain: &mut [Element]) {
+        if self.secrets.is_empty() {
+            return;
+        }
+        for element in chain {
+            if let Element::Plain { msg } = element
+                && let std::borrow::Cow::Owned(masked) = self.mask(msg)
+            {
+                *msg = masked;
+            }
+        }
     }
 
     /// `line` with every secret value replaced by `***`.

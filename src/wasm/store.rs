@@ -25,6 +25,8 @@ use crate::schema::{self as s, ErrorCode, OpData, OpError, Operation};
 
 /// Milliseconds per epoch tick: the CPU deadline's resolution.
 pub const TICK_MS: u64 = 5;
+/// A gap between ticks this long means the guest was not running.
+const WAIT_GAP: std::time::Duration = std::time::Duration::from_millis(TICK_MS * 3);
 
 /// What a bot's Store holds.
 pub struct BotState {
@@ -41,6 +43,9 @@ pub struct BotState {
     /// Ticks used by the current call, and how many it may use.
     ticks: u64,
     max_ticks: u64,
+    /// When the last tick was counted: a long gap while an HTTP request is
+    /// in flight was spent waiting for it, not running.
+    last_tick: std::time::Instant,
     wasi: WasiCtx,
     http_ctx: WasiHttpCtx,
     http: OutboundHttp,
@@ -78,6 +83,13 @@ impl BotState {
         }
     }
 
+    /// A chain to send, with the bot's secrets masked in its text.
+    fn chain(&self, message: Vec<types::Element>) -> s::MessageChain {
+        let mut chain = convert::chain_from(message);
+        self.settings.mask_chain(&mut chain);
+        chain
+    }
+
     async fn done(&mut self, op: Operation) -> Result<(), types::Error> {
         self.op(op).await.map(|_| ())
     }
@@ -91,11 +103,8 @@ impl types::Host for BotState {}
 
 impl operations::Host for BotState {
     async fn reply(&mut self, reply_key: String, message: Vec<types::Element>) -> Result<types::Sent, types::Error> {
-        self.send(Operation::Reply(s::ReplyContent {
-            id: s::ReplyKey(reply_key),
-            message: convert::chain_from(message),
-        }))
-        .await
+        let message = self.chain(message);
+        self.send(Operation::Reply(s::ReplyContent { id: s::ReplyKey(reply_key), message })).await
     }
 
     async fn send_to_group(
@@ -104,7 +113,7 @@ impl operations::Host for BotState {
         group: i64,
         message: Vec<types::Element>,
     ) -> Result<types::Sent, types::Error> {
-        let message = convert::chain_from(message);
+        let message = self.chain(message);
         self.send(Operation::SendToGroup(s::SendToGroupContent {
             account: bot.map(s::AccountId),
             group: s::GroupId(group),
@@ -119,7 +128,7 @@ impl operations::Host for BotState {
         friend: i64,
         message: Vec<types::Element>,
     ) -> Result<types::Sent, types::Error> {
-        let message = convert::chain_from(message);
+        let message = self.chain(message);
         self.send(Operation::SendToFriend(s::SendToFriendContent {
             account: bot.map(s::AccountId),
             friend: s::UserId(friend),
@@ -554,6 +563,7 @@ impl BotTemplate {
             timer_caps: Caps { max_timers: self.config.max_timers, min_period_ms: self.config.min_timer_period_ms },
             settings: self.settings.clone(),
             ticks: 0,
+            last_tick: std::time::Instant::now(),
             max_ticks: self.config.cpu_ms.div_ceil(TICK_MS),
             wasi,
             http_ctx: WasiHttpCtx::new(),
@@ -562,10 +572,18 @@ impl BotTemplate {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        // Past the deadline, yield to the runtime each tick; interrupt when the call's budget is spent.
+        // Past the deadline, yield to the runtime each tick; interrupt when the
+        // call's budget is spent. A tick that comes after a wait on HTTP (the
+        // gap since the last one is long, and a request is in flight) is not
+        // counted: waiting is not CPU time.
         store.epoch_deadline_callback(|mut ctx| {
             let s = ctx.data_mut();
-            s.ticks += 1;
+            let now = std::time::Instant::now();
+            let waited = now.duration_since(s.last_tick) > WAIT_GAP && s.http.busy();
+            s.last_tick = now;
+            if !waited {
+                s.ticks += 1;
+            }
             Ok(if s.ticks > s.max_ticks { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         let cpu_ms = self.config.cpu_ms;
@@ -591,6 +609,7 @@ impl BotTemplate {
 /// Gives the next call a fresh CPU budget.
 fn begin_call(store: &mut Store<BotState>) {
     store.data_mut().ticks = 0;
+    store.data_mut().last_tick = std::time::Instant::now();
     store.set_epoch_deadline(1);
 }
 

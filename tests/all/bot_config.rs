@@ -32,6 +32,9 @@ async fn config_and_secrets_are_read_and_secrets_never_shown() {
     assert!(lines.iter().any(|l| l.message == "greeting=hello"), "{lines:?}");
     assert!(lines.iter().any(|l| l.message == "api_key=***"), "{lines:?}");
     assert!(lines.iter().all(|l| !l.message.contains(&secret)), "{lines:?}");
+    // Sent to the chat, it is masked too (and so in the audit stream).
+    assert_eq!(command(&mut c, "say-config api_key").await, "***");
+    assert_eq!(command(&mut c, "say-config greeting").await, "hello");
     let (status, body) = http_get(bridge.addr, "/api/bots", "").await;
     assert!(status.contains("200"), "{status}");
     assert!(!body.contains(&secret), "/api/bots shows no secret");

@@ -13,14 +13,16 @@
 //! * `log-flood`: on every event, log fifty lines of one MiB each;
 //! * `wasi` ARG: write ARG to stdout and look for a preopened directory; when
 //!   stdout works and there is none, send ARG to group 20001.
-//! * `cmd`: the message is a command, and the outcome is said in group 20001:
+//! * `cmd`: the message is a command, and the outcome is said in group 20001
+//!   (any other message is ignored):
 //!   `after TAG MS`, `every TAG MS`, `at TAG UNIX_MS`, `cron TAG ZONE|- EXPR`,
 //!   `cancel TAG`, `timers` (timers; `on-timer` says `fired TAG`);
 //!   `get URL` (HTTP: `http STATUS BYTES` or `http-error KIND: …`);
 //!   `get-all N URL` (N requests at once; `http STATUS` or `http-error CODE` each);
 //!   `get-n N URL` (N requests one after another; says how many were ok);
 //!   `burst N` (N timers due at once, tagged `quiet…`: they fire silently);
-//!   `config KEY` (logs `KEY=VALUE`, says `config KEY: N bytes` or `config KEY: none`).
+//!   `config KEY` (logs `KEY=VALUE`, says `config KEY: N bytes` or `config KEY: none`);
+//!   `say-config KEY` (says the value itself).
 //!
 //! Stored outcomes are 8 bytes: `[0, 0, 0, 0, 0, 0, 0, 0]` for ok, and
 //! `[1, 0, 0, 0, CODE, 0, 0, 0]` for an error, CODE its index in `error-code`.
@@ -96,7 +98,11 @@ fn on_group_message(verb: &str, arg: String, message: &Message) {
             }
         }
         "image" => store_outcome(&ops::send_to_group(GROUP, Chain::new().image(arg))),
-        "cmd" => say(command(&message.text())),
+        "cmd" => {
+            if let Some(answer) = command(&message.text()) {
+                say(answer)
+            }
+        }
         "wasi" => {
             let mut out = std::io::stdout();
             let written = out.write_all(arg.as_bytes()).and_then(|()| out.flush()).is_ok();
@@ -115,11 +121,11 @@ fn timer_outcome<T>(result: Result<T, timers::TimerError>) -> String {
     }
 }
 
-/// Runs one `cmd` command; returns what to say.
-fn command(text: &str) -> String {
+/// Runs one `cmd` command; returns what to say (None: not a command).
+fn command(text: &str) -> Option<String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let number = |i: usize| words.get(i).and_then(|w| w.parse::<i64>().ok()).unwrap_or(0);
-    match words.as_slice() {
+    let answer = match words.as_slice() {
         ["after", tag, ..] => timer_outcome(timers::after(tag, Duration::from_millis(number(2) as u64))),
         ["every", tag, ..] => timer_outcome(timers::every(tag, Duration::from_millis(number(2) as u64))),
         ["at", tag, ..] => timer_outcome(timers::at(tag, number(2))),
@@ -157,6 +163,7 @@ fn command(text: &str) -> String {
             let set = (0..n).filter(|i| timers::after(&format!("quiet{i}"), Duration::ZERO).is_ok()).count();
             format!("{set} set")
         }
+        ["say-config", key] => config::get(key).unwrap_or_else(|| "none".into()),
         ["config", key] => match config::get(key) {
             Some(value) => {
                 log::info(format!("{key}={value}"));
@@ -164,8 +171,9 @@ fn command(text: &str) -> String {
             }
             None => format!("config {key}: none"),
         },
-        _ => "unknown command".into(),
-    }
+        _ => return None,
+    };
+    Some(answer)
 }
 
 struct Probe;
