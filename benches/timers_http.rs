@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use botbridge::schema::AccountId;
 
+#[allow(dead_code)] // `percentile` is for the other benches.
 mod common;
 #[path = "../tests/common/world.rs"]
 #[allow(dead_code)]
