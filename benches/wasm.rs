@@ -231,4 +231,38 @@ fn big_bots(runtime: &tokio::runtime::Runtime) {
             cold.as_secs_f64() / warm.as_secs_f64()
         );
     }
+
+    let n = 2000;
+    println!("\n## Per-event cost of one bot on an SDK, a message it ignores ({n} events, median of 3)\n");
+    println!("| bot | runtime | size | µs per event | / Rust |");
+    println!("|---|---|---:|---:|---:|");
+    let rust = median_of_3(|| runtime.block_on(event_cost("echo", n)));
+    for (name, how) in [
+        ("echo", "Rust SDK"),
+        ("js-echo", "QuickJS (componentize-qjs)"),
+        ("js-fetch", "SpiderMonkey (componentize-js)"),
+        ("python-echo", "CPython (componentize-py)"),
+    ] {
+        let size = guests::example(name).len() as f64 / (1 << 20) as f64;
+        let us = if name == "echo" { rust } else { median_of_3(|| runtime.block_on(event_cost(name, n))) };
+        println!("| {name} | {how} | {size:.1} MiB | {us:.1} | {:.1}× |", us / rust);
+    }
+}
+
+fn median_of_3(mut run: impl FnMut() -> f64) -> f64 {
+    let mut xs = [run(), run(), run()];
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[1]
+}
+
+/// µs per event for bot `name`, each a group message it does not answer.
+async fn event_cost(name: &str, events: u64) -> f64 {
+    let s = settings();
+    guests::install(&s.bots, name, &guests::example(name));
+    let running = botbridge::app::start(s).await.expect("start");
+    let start = Instant::now();
+    publish_paced(&running.bridge, events, "just chatting", || running.wasm.handled(name).unwrap_or(0)).await;
+    let us = start.elapsed().as_secs_f64() * 1e6 / events as f64;
+    running.shutdown().await;
+    us
 }

@@ -1,8 +1,8 @@
 //! A bot's task: takes its events from the bus in `seq` order, and its due
-//! timers, and calls the bot for each, one call at a time. A failed call (trap, deadline, memory cap) costs that one call: the
-//! Store is dropped and the next event gets a fresh instance, after a backoff
-//! that grows with consecutive failures. A crash loop parks the bot until its
-//! file changes.
+//! timers, and calls the bot for each, one call at a time. A failed call
+//! (trap, deadline, memory cap) costs that one call: the Store is dropped and
+//! the next call gets a fresh instance, after a backoff that grows with
+//! consecutive failures. A crash loop parks the bot until its file changes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -100,24 +100,25 @@ impl Runner {
             if self.stop.is_cancelled() {
                 return last;
             }
-            let what = match &work {
+            let (what, fired) = match &work {
                 Work::Event(frame) => {
                     if !matches!(frame.payload, Payload::Event(_)) {
                         continue;
                     }
                     last = frame.seq;
-                    format!("event {}", frame.seq)
+                    (format!("event {}", frame.seq), None)
                 }
-                Work::Timer(tag) => {
-                    // Past this firing before the call, so a failing call
-                    // does not fire it again at once; written after the call.
-                    timers.advance(tag);
-                    format!("timer {tag:?}")
-                }
+                // Past this firing before the call, so a failing call does
+                // not fire it again at once; written after the call.
+                Work::Timer(tag) => (format!("timer {tag:?}"), timers.advance(tag)),
             };
             let outcome = self.call(&work, consecutive).await;
             if let Work::Timer(tag) = &work {
-                timers.settle(tag).await;
+                match (&outcome, fired) {
+                    // Stopped before the call: the next version fires it.
+                    (None, Some(timer)) => timers.restore(tag, timer),
+                    _ => timers.settle(tag).await,
+                }
             }
             match outcome {
                 None => return last,

@@ -249,18 +249,26 @@ impl Timers {
         }
     }
 
-    /// Moves timer `tag` past its firing (a one-shot goes), in memory only;
-    /// [`Timers::settle`] writes it after the call.
-    pub fn advance(&self, tag: &str) {
+    /// Moves timer `tag` past its firing (a one-shot goes), in memory only,
+    /// and returns it as it was; [`Timers::settle`] writes it after the call.
+    pub fn advance(&self, tag: &str) -> Option<Timer> {
         let now = now_ms();
         let mut map = self.map.lock();
-        let Some(timer) = map.get_mut(tag) else { return };
+        let timer = map.get_mut(tag)?;
+        let was = timer.clone();
         match timer.schedule.following(timer.next, now) {
             Some(next) => timer.next = next,
             None => {
                 map.remove(tag);
             }
         }
+        Some(was)
+    }
+
+    /// Puts back a timer that was advanced but not fired (the bot stopped).
+    pub fn restore(&self, tag: &str, timer: Timer) {
+        self.map.lock().insert(tag.to_owned(), timer);
+        self.changed.notify_one();
     }
 
     /// Writes timer `tag` as it now is (it may have been set again by the call).
