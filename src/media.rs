@@ -158,8 +158,9 @@ impl MediaPolicy {
     }
 }
 
-/// Loopback, private, link-local, shared, unspecified, broadcast, multicast or
-/// documentation addresses: nothing a public media URL points at.
+/// Loopback, private, link-local, shared, unspecified, broadcast, multicast,
+/// documentation or reserved addresses: nothing a public media URL points at,
+/// and nothing a bot's HTTP request may reach unless it lists the address.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -174,6 +175,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b)) // shared (CGNAT)
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240 // reserved
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
@@ -185,6 +187,8 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || (first == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64: any IPv4 address
         }
     }
 }

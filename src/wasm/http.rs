@@ -124,7 +124,7 @@ impl Origin {
     /// May this origin reach `ip`? Public addresses yes; loopback, private,
     /// link-local and the like only when the entry names that very address.
     fn reaches(&self, ip: IpAddr) -> bool {
-        is_public(ip) || self.host == HostPattern::Ip(ip)
+        !crate::media::is_internal(ip) || self.host == HostPattern::Ip(ip)
     }
 }
 
@@ -133,37 +133,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
-    }
-}
-
-/// Not loopback, private, link-local, shared, unspecified, broadcast,
-/// multicast, documentation or otherwise reserved.
-fn is_public(ip: IpAddr) -> bool {
-    match canonical(ip) {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-                || (a == 198 && (b == 18 || b == 19)) // benchmarking
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
-                || first == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64 to anything
-        }
     }
 }
 
@@ -243,13 +212,27 @@ impl WasiHttpHooks for OutboundHttp {
         let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(self.timeout).min(self.timeout);
         let (max_bytes, log) = (self.max_bytes, self.log.clone());
         Box::new(async move {
-            let (origin, target, permit) = admitted?;
             let host_name =
                 request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
-            let addrs = resolve(&origin, target, deadline).await.inspect_err(|e| {
-                log.emit(LogLevel::Warn, &format!("HTTP request refused: {origin} for {host_name}: {e}"));
-            })?;
-            let stream = connect(&addrs, Instant::now() + connect_timeout).await?;
+            let connected = async {
+                let (origin, target, permit) = admitted?;
+                let addrs = resolve(&origin, target, deadline).await.inspect_err(|e| {
+                    log.emit(LogLevel::Warn, &format!("HTTP request refused: {origin} for {host_name}: {e}"));
+                })?;
+                let stream = connect(&addrs, Instant::now() + connect_timeout).await?;
+                Ok::<_, Error>((origin, permit, stream))
+            };
+            let (origin, permit, stream) = match connected.await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    // Let the guest finish its request body, so what it sees
+                    // is this error, not a body stream cut off under it.
+                    let mut body = request.into_body();
+                    let _ = tokio::time::timeout_at(deadline, async { while let Some(Ok(_)) = body.frame().await {} })
+                        .await;
+                    return Err(e);
+                }
+            };
             let (response, io) =
                 match tokio::time::timeout_at(deadline, exchange(stream, origin.https, &host_name, request)).await {
                     Ok(result) => result?,
