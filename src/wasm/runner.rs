@@ -119,6 +119,9 @@ impl Runner {
                     (None, Some(timer)) => timers.restore(tag, timer),
                     _ => timers.settle(tag).await,
                 }
+                // A bot that re-arms a timer for "now" from `on-timer` would
+                // otherwise keep this worker thread from every other task.
+                tokio::task::yield_now().await;
             }
             match outcome {
                 None => return last,
