@@ -123,7 +123,7 @@ impl TimerBook {
         // Kept in the kv store under a bucket no bot can have (`:` is not
         // allowed in a bot's name).
         let bucket = format!("{name}:timers");
-        let mut map = BTreeMap::new();
+        let mut map = Book::default();
         if let Some(store) = &self.store {
             match store.load(&bucket).await {
                 Ok(stored) => {
@@ -150,11 +150,37 @@ impl TimerBook {
     }
 }
 
+/// The timers by tag, and their tags by next firing (so the soonest is
+/// found without a scan).
+#[derive(Default)]
+struct Book {
+    by_tag: BTreeMap<String, Timer>,
+    by_time: std::collections::BTreeSet<(i64, String)>,
+}
+
+impl Book {
+    fn insert(&mut self, tag: String, timer: Timer) {
+        self.remove(&tag);
+        self.by_time.insert((timer.next, tag.clone()));
+        self.by_tag.insert(tag, timer);
+    }
+
+    fn remove(&mut self, tag: &str) -> Option<Timer> {
+        let timer = self.by_tag.remove(tag)?;
+        self.by_time.remove(&(timer.next, tag.to_owned()));
+        Some(timer)
+    }
+
+    fn soonest(&self) -> Option<&(i64, String)> {
+        self.by_time.first()
+    }
+}
+
 /// One bot's timers.
 pub struct Timers {
     bucket: String,
     store: Option<Arc<dyn KvStore>>,
-    map: Mutex<BTreeMap<String, Timer>>,
+    map: Mutex<Book>,
     /// Woken when a timer is set or cancelled, so `due` looks again.
     changed: tokio::sync::Notify,
     /// One store write at a time, so the store and the map agree.
@@ -198,7 +224,7 @@ impl Timers {
         let _one = self.writing.lock().await;
         {
             let map = self.map.lock();
-            if !map.contains_key(&tag) && map.len() >= caps.max_timers as usize {
+            if !map.by_tag.contains_key(&tag) && map.by_tag.len() >= caps.max_timers as usize {
                 return Err(TimerError::TooMany(caps.max_timers));
             }
         }
@@ -211,7 +237,7 @@ impl Timers {
     /// Cancels timer `tag`; false when there was none.
     pub async fn cancel(&self, tag: &str) -> Result<bool, TimerError> {
         let _one = self.writing.lock().await;
-        if !self.map.lock().contains_key(tag) {
+        if !self.map.lock().by_tag.contains_key(tag) {
             return Ok(false);
         }
         self.write(tag, None).await?;
@@ -222,9 +248,8 @@ impl Timers {
 
     /// Every timer, soonest first.
     pub fn list(&self) -> Vec<(String, Timer)> {
-        let mut all: Vec<_> = self.map.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        all.sort_by(|a, b| (a.1.next, &a.0).cmp(&(b.1.next, &b.0)));
-        all
+        let map = self.map.lock();
+        map.by_time.iter().filter_map(|(_, tag)| Some((tag.clone(), map.by_tag.get(tag)?.clone()))).collect()
     }
 
     /// Waits until a timer is due and returns its tag (the soonest; ties by tag).
@@ -232,7 +257,7 @@ impl Timers {
     pub async fn due(&self) -> String {
         loop {
             let changed = self.changed.notified();
-            let soonest = self.map.lock().iter().map(|(tag, t)| (t.next, tag.clone())).min();
+            let soonest = self.map.lock().soonest().cloned();
             match soonest {
                 Some((next, tag)) => {
                     let wait = next.saturating_sub(now_ms());
@@ -254,13 +279,9 @@ impl Timers {
     pub fn advance(&self, tag: &str) -> Option<Timer> {
         let now = now_ms();
         let mut map = self.map.lock();
-        let timer = map.get_mut(tag)?;
-        let was = timer.clone();
-        match timer.schedule.following(timer.next, now) {
-            Some(next) => timer.next = next,
-            None => {
-                map.remove(tag);
-            }
+        let was = map.remove(tag)?;
+        if let Some(next) = was.schedule.following(was.next, now) {
+            map.insert(tag.to_owned(), Timer { next, ..was.clone() });
         }
         Some(was)
     }
@@ -274,7 +295,7 @@ impl Timers {
     /// Writes timer `tag` as it now is (it may have been set again by the call).
     pub async fn settle(&self, tag: &str) {
         let _one = self.writing.lock().await;
-        let timer = self.map.lock().get(tag).cloned();
+        let timer = self.map.lock().by_tag.get(tag).cloned();
         if let Err(e) = self.write(tag, timer.as_ref()).await {
             tracing::error!(bucket = self.bucket, tag, "cannot store a fired timer: {}", crate::error_chain(&e));
         }

@@ -35,10 +35,12 @@ async fn timers_fire_in_order_and_a_hot_reload_keeps_them() {
     let bridge = start(s.clone()).await;
     let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
 
-    // Set out of order, a second apart, so a slow round trip cannot reorder them.
-    assert_eq!(command(&mut c, "after c 3000").await, "ok");
-    assert_eq!(command(&mut c, "after a 1000").await, "ok");
-    assert_eq!(command(&mut c, "after b 2000").await, "ok");
+    // Set out of order, at fixed times, so a slow round trip cannot reorder
+    // them (timers already due fire soonest first too).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    assert_eq!(command(&mut c, &format!("at c {}", now + 1500)).await, "ok");
+    assert_eq!(command(&mut c, &format!("at a {}", now + 900)).await, "ok");
+    assert_eq!(command(&mut c, &format!("at b {}", now + 1200)).await, "ok");
     assert_eq!(command(&mut c, "timers").await, "timers: a,b,c", "soonest first");
     for tag in ["a", "b", "c"] {
         assert_eq!(said(&mut c).await, format!("fired {tag}"));
