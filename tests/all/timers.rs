@@ -38,9 +38,9 @@ async fn timers_fire_in_order_and_a_hot_reload_keeps_them() {
     // Set out of order, at fixed times, so a slow round trip cannot reorder
     // them (timers already due fire soonest first too).
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
-    assert_eq!(command(&mut c, &format!("at c {}", now + 1500)).await, "ok");
-    assert_eq!(command(&mut c, &format!("at a {}", now + 900)).await, "ok");
-    assert_eq!(command(&mut c, &format!("at b {}", now + 1200)).await, "ok");
+    assert_eq!(command(&mut c, &format!("at c {}", now + 3600)).await, "ok");
+    assert_eq!(command(&mut c, &format!("at a {}", now + 3000)).await, "ok");
+    assert_eq!(command(&mut c, &format!("at b {}", now + 3300)).await, "ok");
     assert_eq!(command(&mut c, "timers").await, "timers: a,b,c", "soonest first");
     for tag in ["a", "b", "c"] {
         assert_eq!(said(&mut c).await, format!("fired {tag}"));
