@@ -226,11 +226,6 @@ async fn say_prints_the_bots_answers() {
 
 // ── bots that act on their own: timers, HTTP, config (world 0.2.0) ─────
 
-fn write_toml(bots: &std::path::Path, name: &str, toml: &str) {
-    std::fs::create_dir_all(bots).unwrap();
-    std::fs::write(bots.join(format!("{name}.toml")), toml).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminder_reminds_in_the_same_chat_and_across_a_restart() {
     let s = settings();

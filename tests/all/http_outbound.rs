@@ -5,7 +5,6 @@
 //! bot answers every event.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
@@ -44,11 +43,6 @@ async fn test_server() -> SocketAddr {
             }),
         );
     serve(router).await
-}
-
-fn write_toml(bots: &Path, name: &str, toml: &str) {
-    std::fs::create_dir_all(bots).unwrap();
-    std::fs::write(bots.join(format!("{name}.toml")), toml).unwrap();
 }
 
 /// A bridge running the probe (`cmd`) with `toml` as its `probe.toml`, and a

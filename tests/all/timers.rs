@@ -3,7 +3,6 @@
 //! a real WebSocket. In order, across a hot reload, across `kill -9` of the
 //! real binary, and within the caps of `NAME.toml`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::guests::*;
@@ -20,11 +19,6 @@ pub async fn said(c: &mut Client) -> String {
 pub async fn command(c: &mut Client, text: &str) -> String {
     c.group_message(GROUP, MEMBER, text).await;
     said(c).await
-}
-
-fn write_toml(bots: &Path, name: &str, toml: &str) {
-    std::fs::create_dir_all(bots).unwrap();
-    std::fs::write(bots.join(format!("{name}.toml")), toml).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,6 +138,12 @@ pub fn install(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// Writes `NAME.toml` beside the bots.
+pub fn write_toml(dir: &Path, name: &str, toml: &str) {
+    std::fs::create_dir_all(dir).expect("bots dir");
+    std::fs::write(dir.join(format!("{name}.toml")), toml).expect("write toml");
+}
+
 /// Polls `cond` until it holds or 60 s pass (a compile of a big Python or
 /// JavaScript bot in a parallel test can hold the compiler threads for a while).
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
