@@ -303,10 +303,14 @@ async fn exchange(
     let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
     if https {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
-        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        // Built once: the root store is ~150 certificates.
+        static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+        let config = TLS.get_or_init(|| {
+            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+            Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+        });
         let name = rustls::pki_types::ServerName::try_from(host_name.to_owned()).map_err(Error::InvalidDnsNameError)?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.map_err(Error::Tls)?;
+        let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await.map_err(Error::Tls)?;
         send(hyper_util::rt::TokioIo::new(tls), request).await
     } else {
         send(hyper_util::rt::TokioIo::new(stream), request).await
