@@ -90,7 +90,6 @@ pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<RedbStore>), St
         let (state, restored) = RedbStore::open(&settings.state_dir)?;
         let registry = Registry::restore(settings.registry, clock.clone(), Arc::new(state.clone()), &restored);
         let bus = Bus::restore(settings.bus, Arc::new(state.clone()), &restored);
-        state.spawn_group_commit();
         tracing::info!(path = %state.path().display(), ids = restored.ids.len(), events = restored.events.len(), "state restored");
         (registry, bus, Some(state), restored.sim)
     };

@@ -4,13 +4,21 @@
 //! counted, and logged); it learns so when its queue runs dry (`lagged`) and can
 //! resume with `since`. So one slow consumer never delays another, and each
 //! consumer sees frames in `seq` order.
+//!
+//! Wasm bots subscribe as *paced* consumers: a publisher that can wait (a
+//! client's connection, before it reads more operations) waits while a paced
+//! consumer that is still making progress has its queue more than half full
+//! (`wait_for_room`), so a burst slows down to the bots' pace instead of
+//! making them lose events. A bot that has taken nothing for `patience` is
+//! not waited for: one stuck bot never holds up the rest.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::schema::{AccountId, Event, EventFrame, Outgoing, OutgoingFrame, OutgoingTag};
 use crate::store::{EventLog, Restored};
@@ -89,11 +97,14 @@ pub struct BusConfig {
     pub replay: usize,
     /// Bytes of frames kept for `since` replay (see `Frame::cost`).
     pub replay_bytes: usize,
+    /// How long a publisher waits for a paced consumer (a wasm bot) that
+    /// has taken nothing meanwhile, before it stops waiting for it.
+    pub patience: Duration,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { queue: 4096, replay: 10_000, replay_bytes: 64 << 20 }
+        Self { queue: 4096, replay: 10_000, replay_bytes: 64 << 20, patience: Duration::from_millis(500) }
     }
 }
 
@@ -103,6 +114,13 @@ struct Consumer {
     wants_outgoing: bool,
     tx: mpsc::Sender<Arc<Frame>>,
     lagged: Arc<AtomicBool>,
+    /// A paced consumer's progress; None for the others.
+    pace: Option<Arc<Pace>>,
+}
+
+/// When a paced consumer last took a frame, in ms since the bus began.
+struct Pace {
+    last_take_ms: AtomicU64,
 }
 
 struct Inner {
@@ -117,6 +135,9 @@ struct Inner {
 pub struct Bus {
     config: BusConfig,
     inner: Mutex<Inner>,
+    began: Instant,
+    /// Woken when a paced consumer's queue drains to a quarter.
+    room: Notify,
     dropped_consumers: AtomicU64,
     /// Where events are kept for `since=` across restarts (None: memory only).
     log: Option<Arc<dyn EventLog>>,
@@ -140,18 +161,39 @@ pub struct Subscription {
     rx: mpsc::Receiver<Arc<Frame>>,
     id: u64,
     lagged: Arc<AtomicBool>,
+    pace: Option<Arc<Pace>>,
     bus: Weak<Bus>,
 }
 
 impl Subscription {
     /// The next live frame; `None` once the bus dropped this consumer or closed.
     pub async fn recv(&mut self) -> Option<Arc<Frame>> {
-        self.rx.recv().await
+        let frame = self.rx.recv().await;
+        self.took();
+        frame
     }
 
     /// A frame already queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Arc<Frame>> {
-        self.rx.try_recv().ok()
+        let frame = self.rx.try_recv().ok();
+        if frame.is_some() {
+            self.took();
+        }
+        frame
+    }
+
+    /// Frames queued for this consumer.
+    pub fn queued(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// A paced consumer's progress, and room for waiting publishers.
+    fn took(&self) {
+        let (Some(pace), Some(bus)) = (&self.pace, self.bus.upgrade()) else { return };
+        pace.last_take_ms.store(bus.began.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if self.rx.len() == bus.config.queue / 4 {
+            bus.room.notify_waiters();
+        }
     }
 
     /// True when the bus dropped this consumer because its queue was full.
@@ -196,7 +238,14 @@ impl Bus {
         let ring_bytes = ring.iter().map(|f| f.cost()).sum();
         let mut inner = Inner { last_seq, ring, ring_bytes, consumers: Vec::new(), next_consumer: 0 };
         inner.trim(&config);
-        Arc::new(Self { config, inner: Mutex::new(inner), dropped_consumers: AtomicU64::new(0), log })
+        Arc::new(Self {
+            config,
+            inner: Mutex::new(inner),
+            began: Instant::now(),
+            room: Notify::new(),
+            dropped_consumers: AtomicU64::new(0),
+            log,
+        })
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -264,10 +313,51 @@ impl Bus {
         });
     }
 
+    /// True while a paced consumer that is making progress has its queue
+    /// more than half full.
+    pub fn backlogged(&self) -> bool {
+        let now = self.began.elapsed().as_millis() as u64;
+        let patience = self.config.patience.as_millis() as u64;
+        let half = self.config.queue / 2;
+        self.inner.lock().consumers.iter().any(|c| {
+            c.pace.as_ref().is_some_and(|p| {
+                self.config.queue - c.tx.capacity() > half
+                    && now.saturating_sub(p.last_take_ms.load(Ordering::Relaxed)) < patience
+            })
+        })
+    }
+
+    /// Waits while the bus is `backlogged`: what a publisher that can wait
+    /// does before it publishes more.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if !self.backlogged() {
+                return;
+            }
+            // Woken by a draining consumer, or to look again once a stuck one
+            // has run out of patience.
+            let _ = tokio::time::timeout(self.config.patience, room).await;
+        }
+    }
+
     /// Adds a consumer. With `since`, the frames after it that are still buffered
     /// come back in `replay`, atomically with the subscription: none is missed
     /// or repeated between the replay and the live queue.
     pub fn subscribe(self: &Arc<Self>, name: &str, wants_outgoing: bool, since: Option<u64>) -> Subscription {
+        self.add_consumer(name, wants_outgoing, since, false)
+    }
+
+    /// Adds a paced consumer (a wasm bot): events only, see `wait_for_room`.
+    pub fn subscribe_paced(self: &Arc<Self>, name: &str, since: Option<u64>) -> Subscription {
+        self.add_consumer(name, false, since, true)
+    }
+
+    fn add_consumer(self: &Arc<Self>, name: &str, wants_outgoing: bool, since: Option<u64>, paced: bool) -> Subscription {
+        let now = self.began.elapsed().as_millis() as u64;
+        let pace = paced.then(|| Arc::new(Pace { last_take_ms: AtomicU64::new(now) }));
         let (tx, rx) = mpsc::channel(self.config.queue.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let mut inner = self.inner.lock();
@@ -284,10 +374,12 @@ impl Bus {
             replay =
                 inner.ring.iter().filter(|f| f.seq > since && (wants_outgoing || !f.is_outgoing())).cloned().collect();
         }
-        inner.consumers.push(Consumer { id, name: name.to_owned(), wants_outgoing, tx, lagged: lagged.clone() });
+        let consumer =
+            Consumer { id, name: name.to_owned(), wants_outgoing, tx, lagged: lagged.clone(), pace: pace.clone() };
+        inner.consumers.push(consumer);
         let last_seq = inner.last_seq;
         drop(inner);
-        Subscription { last_seq, replay, missed, rx, id, lagged, bus: Arc::downgrade(self) }
+        Subscription { last_seq, replay, missed, rx, id, lagged, pace, bus: Arc::downgrade(self) }
     }
 }
 
@@ -368,7 +460,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_replay_buffer_is_bounded_in_bytes() {
-        let bus = Bus::new(BusConfig { queue: 64, replay: 1000, replay_bytes: 20_000 });
+        let bus = Bus::new(BusConfig { queue: 64, replay: 1000, replay_bytes: 20_000, ..BusConfig::default() });
         let big = || Event::User(UserEvent::FriendAdded { who: UserId(1), nick: "x".repeat(2000) });
         for _ in 0..50 {
             bus.publish_event(AccountId(1), 0, big());

@@ -37,6 +37,7 @@ pub struct FileConfig {
     pub max_bot_bytes: Option<u64>,
     pub max_bot_config_bytes: Option<u64>,
     pub replay_bytes: Option<usize>,
+    pub bot_patience_ms: Option<u64>,
     pub handshake_timeout: Option<u64>,
     pub max_connections: Option<usize>,
     #[serde(default)]
@@ -176,6 +177,10 @@ pub struct ServeArgs {
     /// Bytes of events kept for `?since=` replay, in memory and on disk [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     pub replay_bytes: Option<usize>,
+    /// Milliseconds a client's operations wait for a wasm bot whose queue is
+    /// half full before it counts as stuck and they go on (0: never wait) [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub bot_patience_ms: Option<u64>,
     /// Seconds a connection may take to send its HTTP request [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub handshake_timeout: Option<u64>,
@@ -337,6 +342,11 @@ impl Settings {
                 queue: args.queue.or(file.queue).unwrap_or(d.bus.queue),
                 replay: args.replay.or(file.replay).unwrap_or(d.bus.replay),
                 replay_bytes: args.replay_bytes.or(file.replay_bytes).unwrap_or(d.bus.replay_bytes),
+                patience: args
+                    .bot_patience_ms
+                    .or(file.bot_patience_ms)
+                    .map(Duration::from_millis)
+                    .unwrap_or(d.bus.patience),
             },
             registry: RegistryConfig {
                 capacity: args.id_capacity.or(file.id_capacity).unwrap_or(d.registry.capacity),

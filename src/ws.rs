@@ -199,12 +199,17 @@ fn read_error(err: axum::Error) -> End {
 
 /// One connection's writes, each bounded by a deadline: a client that leaves
 /// the socket full for that long is closed as lagging (`since` = the last
-/// frame it was sent in full).
+/// frame it was sent in full). Frames are fed as they come and flushed once
+/// per round of the connection loop.
 struct Writer<'a, S> {
     socket: &'a mut S,
     deadline: Duration,
     /// The last event seq whose batch was flushed.
     delivered: u64,
+    /// The last event seq fed, flushed or not.
+    fed: u64,
+    /// Something was fed since the last flush.
+    dirty: bool,
 }
 
 impl<S> Writer<'_, S>
@@ -212,18 +217,17 @@ where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     async fn feed(&mut self, msg: Message) -> Result<(), End> {
+        self.dirty = true;
         let (deadline, delivered) = (self.deadline, self.delivered);
         within(deadline, delivered, self.socket.feed(msg)).await
     }
 
     async fn flush(&mut self) -> Result<(), End> {
         let (deadline, delivered) = (self.deadline, self.delivered);
-        within(deadline, delivered, self.socket.flush()).await
-    }
-
-    async fn send(&mut self, msg: Message) -> Result<(), End> {
-        self.feed(msg).await?;
-        self.flush().await
+        within(deadline, delivered, self.socket.flush()).await?;
+        self.dirty = false;
+        self.delivered = self.fed;
+        Ok(())
     }
 }
 
@@ -245,29 +249,45 @@ struct Conn {
     last_heard: Instant,
 }
 
+impl Conn {
+    /// Whether to read more operations: not while this connection's own
+    /// results or events are backed up (the client is not keeping up with
+    /// what it asked for), so the socket pushes back on the client instead.
+    fn may_read(&self, sub: &Subscription) -> bool {
+        self.pending.len() < MAX_BATCH && sub.queued() < MAX_BATCH
+    }
+}
+
+/// The connection loop. Each round waits for one thing (output first: ready
+/// results, then bus frames; then input), takes whatever else of the same kind
+/// is ready at once, up to `MAX_BATCH`, and flushes once.
 async fn run<S>(socket: &mut S, sub: &mut Subscription, session: &Session) -> Result<std::convert::Infallible, End>
 where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin + Send,
 {
     let mut ping = tokio::time::interval_at(Instant::now() + session.ping_interval, session.ping_interval);
     let (mut sink, mut stream) = futures::StreamExt::split(socket);
-    let mut out = Writer { socket: &mut sink, deadline: session.ping_interval / 2, delivered: sub.last_seq };
+    let delivered = sub.last_seq;
+    let mut out = Writer { socket: &mut sink, deadline: session.ping_interval / 2, delivered, fed: delivered, dirty: false };
     greet(&mut out, sub, session).await?;
     let mut conn = Conn { pending: FuturesUnordered::new(), last_heard: Instant::now() };
+    let bus = session.bridge.bus().clone();
     loop {
+        if out.dirty {
+            out.flush().await?;
+        }
+        // Bots still busy with earlier operations' events: wait for them first.
+        let own_room = conn.may_read(sub);
+        let bots_busy = own_room && bus.backlogged();
         tokio::select! {
             biased;
             _ = session.shutdown.cancelled() => return Err(End::Shutdown),
-            incoming = stream.next() => {
-                conn.last_heard = Instant::now();
-                match incoming {
-                    None => return Err(End::ClientClosed),
-                    Some(Err(e)) => return Err(read_error(e)),
-                    Some(Ok(msg)) => on_message(&mut out, &mut conn, session, msg).await?,
-                }
-            }
             Some((id, outcome)) = conn.pending.next(), if !conn.pending.is_empty() => {
-                out.send(text(&ResultFrame::new(id, outcome))).await?;
+                out.feed(text(&ResultFrame::new(id, outcome))).await?;
+                for _ in 1..MAX_BATCH {
+                    let Some(Some((id, outcome))) = conn.pending.next().now_or_never() else { break };
+                    out.feed(text(&ResultFrame::new(id, outcome))).await?;
+                }
             }
             frame = sub.recv() => {
                 let Some(frame) = frame else {
@@ -275,6 +295,22 @@ where
                 };
                 on_frames(&mut out, sub, frame).await?;
             }
+            incoming = stream.next(), if own_room && !bots_busy => {
+                let mut next = Some(incoming);
+                let mut read = 0;
+                while let Some(incoming) = next {
+                    conn.last_heard = Instant::now();
+                    match incoming {
+                        None => return Err(End::ClientClosed),
+                        Some(Err(e)) => return Err(read_error(e)),
+                        Some(Ok(msg)) => on_message(&mut out, &mut conn, session, msg).await?,
+                    }
+                    read += 1;
+                    let more = read < MAX_BATCH && conn.may_read(sub) && !bus.backlogged();
+                    next = if more { stream.next().now_or_never() } else { None };
+                }
+            }
+            _ = bus.wait_for_room(), if bots_busy => {}
             _ = ping.tick() => on_tick(&mut out, conn.last_heard, session).await?,
         }
     }
@@ -309,8 +345,11 @@ where
             error: OpError::new(ErrorCode::MalformedJson, "frames are JSON text, not binary"),
         }),
         Message::Close(_) => return Err(End::ClientClosed),
-        // tungstenite queued the pong; send it.
-        Message::Ping(_) | Message::Pong(_) => return out.flush().await,
+        // tungstenite queued the pong; the round's flush sends it.
+        Message::Ping(_) | Message::Pong(_) => {
+            out.dirty = true;
+            return Ok(());
+        }
     };
     match request {
         Ok(Request { id, op }) => {
@@ -320,33 +359,29 @@ where
             let mut fut: Pending = Box::pin(async move { (id, bridge.execute(&caller, op).await) });
             // Most operations finish at once: answer without a round through the set.
             match (&mut fut).now_or_never() {
-                Some((id, outcome)) => out.send(text(&ResultFrame::new(id, outcome))).await,
+                Some((id, outcome)) => out.feed(text(&ResultFrame::new(id, outcome))).await,
                 None => {
                     conn.pending.push(fut);
                     Ok(())
                 }
             }
         }
-        Err(bad) => out.send(text(&ResultFrame::new(bad.id, Err(bad.error)))).await,
+        Err(bad) => out.feed(text(&ResultFrame::new(bad.id, Err(bad.error)))).await,
     }
 }
 
-/// Bus frames: this one and what else is queued, up to `MAX_BATCH`, in one flush.
+/// Bus frames: this one and what else is queued, up to `MAX_BATCH`.
 async fn on_frames<S>(out: &mut Writer<'_, S>, sub: &mut Subscription, first: Arc<Frame>) -> Result<(), End>
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let mut last = first.seq;
+    out.fed = first.seq;
     out.feed(ws_text(&first.json)).await?;
-    let mut n = 1;
-    while n < MAX_BATCH {
+    for _ in 1..MAX_BATCH {
         let Some(frame) = sub.try_recv() else { break };
-        last = frame.seq;
+        out.fed = frame.seq;
         out.feed(ws_text(&frame.json)).await?;
-        n += 1;
     }
-    out.flush().await?;
-    out.delivered = last;
     Ok(())
 }
 
@@ -358,5 +393,5 @@ where
     if last_heard.elapsed() > session.ping_interval * 3 {
         return Err(End::Idle);
     }
-    out.send(Message::Ping(Default::default())).await
+    out.feed(Message::Ping(Default::default())).await
 }

@@ -5,7 +5,7 @@
 //! answers.
 
 use super::outgoing::preview;
-use super::{Bridge, Caller, Scope};
+use super::{Bridge, Caller, CallerKind, Scope};
 use crate::backend::{Backend, RequestAnswer};
 use crate::registry::{IdKind, MessageRef, RequestKind, SourceInfo};
 use crate::schema::{
@@ -51,9 +51,16 @@ impl Bridge {
         }
     }
 
-    /// Commits everything recorded so far (IDs, and what the sim world did)
-    /// before an operation is acknowledged, so the answer survives a crash.
+    /// Makes what an operation recorded (IDs, what the sim world did) durable
+    /// before it is acknowledged, so the answer survives a crash. A client's
+    /// answer waits for the commit (shared with everyone else waiting). A wasm
+    /// bot's does not: the commit pipeline is ordered, so anything the bot makes
+    /// durable afterwards (a kv write, a timer) is committed with or after it,
+    /// and a crash cannot keep the bot's later state while losing the ID.
     async fn commit_before_ack(&self, caller: &Caller, done: &str) -> Result<(), OpError> {
+        if caller.kind == CallerKind::WasmBot {
+            return Ok(());
+        }
         if let Err(e) = self.registry.commit().await {
             let why = crate::error_chain(&e);
             tracing::error!(by = %caller.name, "{done}, but it could not be stored: {why}");

@@ -6,11 +6,13 @@
 //! default), and [`memory::MemoryStore`], the reference the contract tests hold
 //! both to. With `--ephemeral` nothing is recorded at all.
 //!
-//! What is promised: a kv write and an operation's IDs (receiptId, sourceId)
-//! are committed before they are acknowledged; IDs and events handed out in
-//! events are committed in groups, at most `GROUP_COMMIT` later. After a crash,
-//! serials and `seq` numbers that might have been handed out but not committed
-//! are skipped, never reused.
+//! What is promised: a kv write and a WebSocket client's operation's IDs
+//! (receiptId, sourceId) are committed before they are acknowledged; IDs and
+//! events handed out in events, and IDs a wasm bot is given, are committed in
+//! groups, at most `GROUP_COMMIT` later, and in order: whatever a bot makes
+//! durable later (a kv write) is committed together with or after them. After
+//! a crash, serials and `seq` numbers that might have been handed out but not
+//! committed are skipped, never reused.
 //!
 //! `commit` and the kv calls are async, so a store across a network fits the
 //! same traits; recording is a cheap, synchronous queueing step.
@@ -96,4 +98,10 @@ pub enum StateError {
     Storage(#[from] ::redb::Error),
     #[error("state worker stopped")]
     Worker(#[from] tokio::task::JoinError),
+    #[error("cannot start the state commit thread")]
+    Thread(#[source] std::io::Error),
+    #[error("state commit failed")]
+    Commit(#[source] std::sync::Arc<StateError>),
+    #[error("state file is closed")]
+    Closed,
 }

@@ -398,7 +398,7 @@ impl WasmHost {
             }
             None => None,
         };
-        let sub = inner.bridge.bus().subscribe(name, false, since);
+        let sub = inner.bridge.bus().subscribe_paced(name, since);
         let status = Arc::new(Mutex::new(BotStatus {
             name: name.to_owned(),
             version: version.clone(),

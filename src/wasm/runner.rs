@@ -86,7 +86,7 @@ impl Runner {
                         Some(frame) => Work::Event(frame),
                         None if self.sub.lagged() => {
                             tracing::warn!(bot = %name, last, "bot fell behind; resuming from the replay buffer");
-                            self.sub = self.bus.subscribe(&name, false, Some(last));
+                            self.sub = self.bus.subscribe_paced(&name, Some(last));
                             if let Some(missed) = self.sub.missed {
                                 tracing::error!(bot = %name, from = missed.from, to = missed.to, "events lost to a slow bot");
                             }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use redb::{TableDefinition, WriteTransaction};
 
-use super::{MAX_UNCOMMITTED, MAX_UNCOMMITTED_BYTES, RedbStore, encode_batch, raise_meta_u64, read_batches, storage};
+use super::{RedbStore, encode_batch, raise_meta_u64, read_batches, storage};
 use crate::bus::Json;
 use crate::store::{EventLog, StateError};
 
@@ -23,6 +23,20 @@ pub(super) struct Pending {
 impl Pending {
     pub(super) fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(super) fn append(&mut self, newer: Self) {
+        self.frames.extend(newer.frames);
+        self.keep_from = self.keep_from.max(newer.keep_from);
+        self.bytes += newer.bytes;
     }
 }
 
@@ -51,7 +65,6 @@ impl EventLog for RedbStore {
             e.bytes += json.len();
             e.frames.push((seq, json));
             e.keep_from = e.keep_from.max(keep_from);
-            e.frames.len() >= MAX_UNCOMMITTED || e.bytes >= MAX_UNCOMMITTED_BYTES
         });
     }
 }

@@ -22,6 +22,15 @@ impl Pending {
     pub(super) fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.below == 0
     }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn append(&mut self, newer: Self) {
+        self.entries.extend(newer.entries);
+        self.below = self.below.max(newer.below);
+    }
 }
 
 /// Live entries, ascending.
@@ -50,17 +59,11 @@ pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), State
 #[async_trait]
 impl IdLog for RedbStore {
     fn record(&self, serial: u64, entry: Vec<u8>) {
-        self.queue(|p| {
-            p.ids.entries.push((serial, entry));
-            p.ids.entries.len() >= super::MAX_UNCOMMITTED
-        });
+        self.queue(|p| p.ids.entries.push((serial, entry)));
     }
 
     fn prune(&self, below: u64) {
-        self.queue(|p| {
-            p.ids.below = p.ids.below.max(below);
-            false
-        });
+        self.queue(|p| p.ids.below = p.ids.below.max(below));
     }
 
     async fn commit(&self) -> Result<(), StateError> {

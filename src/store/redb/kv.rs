@@ -1,15 +1,57 @@
-//! The bots' tenant: every bot's keys, `(bot, key) → value`, each write its
-//! own transaction (on a blocking thread), durable before it returns.
+//! The bots' tenant: every bot's keys, `(bot, key) → value`. A write joins the
+//! pending batch and returns once its commit is durable, so writes from many
+//! bots share one fsync, and a write is never durable before an ID the bot was
+//! given earlier.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use redb::{ReadableDatabase, TableDefinition};
+use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
 
 use super::{RedbStore, Shared, storage};
 use crate::store::{KvStore, StateError};
 
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+
+/// Keys to set (Some) or delete (None), in order.
+#[derive(Default)]
+pub(super) struct Pending {
+    writes: Vec<(String, String, Option<Vec<u8>>)>,
+    bytes: usize,
+}
+
+impl Pending {
+    pub(super) fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(super) fn append(&mut self, newer: Self) {
+        self.writes.extend(newer.writes);
+        self.bytes += newer.bytes;
+    }
+}
+
+pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), StateError> {
+    if batch.writes.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(KV).map_err(storage)?;
+    for (bot, key, value) in &batch.writes {
+        match value {
+            Some(v) => table.insert((bot.as_str(), key.as_str()), v.as_slice()).map(drop).map_err(storage)?,
+            None => table.remove((bot.as_str(), key.as_str())).map(drop).map_err(storage)?,
+        }
+    }
+    Ok(())
+}
 
 impl Shared {
     fn kv_load(&self, bot: &str) -> Result<BTreeMap<String, Vec<u8>>, StateError> {
@@ -30,18 +72,6 @@ impl Shared {
         }
         Ok(out)
     }
-
-    fn kv_write(&self, bot: &str, key: &str, value: Option<&[u8]>) -> Result<(), StateError> {
-        let txn = self.db.begin_write().map_err(storage)?;
-        {
-            let mut table = txn.open_table(KV).map_err(storage)?;
-            match value {
-                Some(v) => table.insert((bot, key), v).map(drop).map_err(storage)?,
-                None => table.remove((bot, key)).map(drop).map_err(storage)?,
-            }
-        }
-        txn.commit().map_err(storage)
-    }
 }
 
 #[async_trait]
@@ -52,7 +82,11 @@ impl KvStore for RedbStore {
     }
 
     async fn write(&self, bot: &str, key: &str, value: Option<Vec<u8>>) -> Result<(), StateError> {
-        let (shared, bot, key) = (self.0.clone(), bot.to_owned(), key.to_owned());
-        tokio::task::spawn_blocking(move || shared.kv_write(&bot, &key, value.as_deref())).await?
+        let size = bot.len() + key.len() + value.as_ref().map_or(0, Vec::len);
+        self.queue(|p| {
+            p.kv.writes.push((bot.to_owned(), key.to_owned(), value));
+            p.kv.bytes += size;
+        });
+        self.commit().await
     }
 }

@@ -1,9 +1,11 @@
 //! The default store: one redb file, `STATE_DIR/botbridge.redb`, holding every
 //! tenant's table. Records from all tenants wait in one pending batch and go to
-//! disk in one transaction: at most every `GROUP_COMMIT` (a thread of its own),
-//! before an acknowledgement (`IdLog::commit`), or at once when the batch is full.
-//! Each tenant's table, restore and write are in a file of its own.
+//! disk in one transaction, on a thread of its own (`commit`): as soon as
+//! someone waits for them (`IdLog::commit`, a kv write), else at most
+//! `GROUP_COMMIT` later. Each tenant's table, restore and write are in a file
+//! of its own.
 
+mod commit;
 mod events;
 mod ids;
 mod kv;
@@ -13,17 +15,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use self::commit::Committer;
 use super::{Restored, StateError};
 
 /// Longest delay before an ID or event handed out in an event is on disk.
 pub const GROUP_COMMIT: Duration = Duration::from_millis(50);
-/// Most records waiting for a group commit; past it, the recorder commits at once.
-/// So at most twice this many serials or `seq`s can be lost in a crash.
+/// Most records waiting for a group commit: past half of it a commit starts at
+/// once, at it the recorder waits. So at most twice this many serials or `seq`s
+/// can be lost in a crash.
 pub const MAX_UNCOMMITTED: usize = 8192;
-/// Most event bytes waiting for a group commit; past it, the recorder commits at once.
+/// Most event and kv bytes waiting for a group commit, likewise.
 pub const MAX_UNCOMMITTED_BYTES: usize = 8 << 20;
 /// State file format this build reads and writes.
 pub const FORMAT: u32 = 1;
@@ -111,11 +114,26 @@ struct Pending {
     ids: ids::Pending,
     events: events::Pending,
     sim: sim::Pending,
+    kv: kv::Pending,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.events.is_empty() && self.sim.is_empty()
+        self.ids.is_empty() && self.events.is_empty() && self.sim.is_empty() && self.kv.is_empty()
+    }
+
+    /// Records and bytes waiting, for the caps.
+    fn size(&self) -> (usize, usize) {
+        let records = self.ids.len() + self.events.len() + self.sim.len() + self.kv.len();
+        (records, self.events.bytes() + self.kv.bytes())
+    }
+
+    /// Adds `newer`'s records after these.
+    fn append(&mut self, newer: Pending) {
+        self.ids.append(newer.ids);
+        self.events.append(newer.events);
+        self.sim.append(newer.sim);
+        self.kv.append(newer.kv);
     }
 }
 
@@ -126,13 +144,17 @@ pub struct RedbStore(Arc<Shared>);
 struct Shared {
     path: PathBuf,
     db: Database,
-    pending: Mutex<Pending>,
-    /// One commit at a time, so "everything recorded before" is well defined.
-    committing: Mutex<()>,
+    committer: Arc<Committer>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.committer.close();
+    }
 }
 
 impl RedbStore {
-    /// Opens (or creates) `dir/botbridge.redb`.
+    /// Opens (or creates) `dir/botbridge.redb` and starts its commit thread.
     pub fn open(dir: &Path) -> Result<(Self, Restored), StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Folder { path: dir.to_owned(), source })?;
         let path = dir.join("botbridge.redb");
@@ -156,9 +178,14 @@ impl RedbStore {
         let txn = db.begin_write().map_err(storage)?;
         put_meta_u64(&txn, "clean", 0)?;
         txn.commit().map_err(storage)?;
-        let store =
-            Self(Arc::new(Shared { path, db, pending: Mutex::new(Pending::default()), committing: Mutex::new(()) }));
-        Ok((store, Restored { key, ids, events, next_serial, next_seq, sim }))
+        let committer = Committer::new();
+        let shared = Arc::new(Shared { path, db, committer: committer.clone() });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("state-commit".into())
+            .spawn(move || committer.run(weak))
+            .map_err(StateError::Thread)?;
+        Ok((Self(shared), Restored { key, ids, events, next_serial, next_seq, sim }))
     }
 
     /// Checks the file is ours and not newer; writes the meta of a new file.
@@ -208,57 +235,38 @@ impl RedbStore {
         &self.0.path
     }
 
-    /// Writes everything recorded so far, durably. Blocks for an fsync.
+    /// Writes everything recorded so far, durably. Blocks this thread.
     pub fn commit_now(&self) -> Result<(), StateError> {
-        self.0.commit_now()
+        let committer = &self.0.committer;
+        committer.wait_blocking(committer.ticket())
     }
 
-    /// Commits what is pending and marks the file as cleanly closed.
+    /// Commits what is pending, stops the commit thread and marks the file as
+    /// cleanly closed.
     pub fn close(&self) -> Result<(), StateError> {
-        self.0.commit_now()?;
-        let _one = self.0.committing.lock();
+        self.commit_now()?;
+        self.0.committer.close();
         let txn = self.0.db.begin_write().map_err(storage)?;
         put_meta_u64(&txn, "clean", 1)?;
         txn.commit().map_err(storage)
     }
 
-    /// Commits every `GROUP_COMMIT` on a thread of its own, while the store is open.
-    pub fn spawn_group_commit(&self) {
-        let weak = Arc::downgrade(&self.0);
-        let spawned = std::thread::Builder::new().name("state-commit".into()).spawn(move || {
-            while let Some(store) = weak.upgrade() {
-                if let Err(e) = store.commit_now() {
-                    tracing::error!("state commit failed: {}", crate::error_chain(&e));
-                }
-                drop(store);
-                std::thread::sleep(GROUP_COMMIT);
-            }
-        });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the group-commit thread: {e}");
-        }
+    /// Adds to the pending batch (see `Committer::record`).
+    fn queue(&self, add: impl FnOnce(&mut Pending)) {
+        self.0.committer.record(add);
     }
 
-    /// Adds to the pending batch; commits at once (on this thread) when `f`
-    /// says the batch is full, so the crash window stays bounded.
-    fn queue(&self, f: impl FnOnce(&mut Pending) -> bool) {
-        let full = f(&mut self.0.pending.lock());
-        if full && let Err(e) = self.0.commit_now() {
-            tracing::error!("state commit failed: {}", crate::error_chain(&e));
-        }
-    }
-
-    /// `commit_now` on a blocking thread.
+    /// Waits, without blocking a thread, until everything recorded so far is
+    /// durable; shares the commit with everyone else waiting.
     async fn commit(&self) -> Result<(), StateError> {
-        let shared = self.0.clone();
-        tokio::task::spawn_blocking(move || shared.commit_now()).await?
+        let committer = &self.0.committer;
+        committer.wait(committer.ticket()).await
     }
 }
 
 impl Shared {
-    fn commit_now(&self) -> Result<(), StateError> {
-        let _one = self.committing.lock();
-        let batch = std::mem::take(&mut *self.pending.lock());
+    /// One batch, one transaction.
+    fn write(&self, batch: &Pending) -> Result<(), StateError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -266,6 +274,7 @@ impl Shared {
         ids::write(&txn, &batch.ids)?;
         events::write(&txn, &batch.events)?;
         sim::write(&txn, &batch.sim)?;
+        kv::write(&txn, &batch.kv)?;
         txn.commit().map_err(storage)
     }
 }

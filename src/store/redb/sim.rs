@@ -19,6 +19,14 @@ impl Pending {
     pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn append(&mut self, newer: Self) {
+        self.0.extend(newer.0);
+    }
 }
 
 pub(super) fn restore(read: &redb::ReadTransaction) -> Result<Vec<(Key, Vec<u8>)>, StateError> {
@@ -52,9 +60,6 @@ pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), State
 
 impl SimLog for RedbStore {
     fn record(&self, account: i64, number: i64, record: Option<Vec<u8>>) {
-        self.queue(|p| {
-            p.sim.0.push(((account, number), record));
-            false
-        });
+        self.queue(|p| p.sim.0.push(((account, number), record)));
     }
 }
