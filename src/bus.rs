@@ -7,10 +7,11 @@
 //!
 //! Wasm bots subscribe as *paced* consumers: a publisher that can wait (a
 //! client's connection, before it reads more operations) waits while a paced
-//! consumer that is still making progress has its queue more than half full
-//! (`wait_for_room`), so a burst slows down to the bots' pace instead of
-//! making them lose events. A bot that has taken nothing for `patience` is
-//! not waited for: one stuck bot never holds up the rest.
+//! consumer's queue is more than half full (`wait_for_room`), so a burst slows
+//! down to the bots' pace instead of making them lose events. It waits for
+//! one backlog at most `patience`: a bot that cannot drain its queue to a
+//! quarter within that is left to fall behind (and resume from the replay
+//! buffer), so one slow or stuck bot never holds up the rest for long.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -97,8 +98,8 @@ pub struct BusConfig {
     pub replay: usize,
     /// Bytes of frames kept for `since` replay (see `Frame::cost`).
     pub replay_bytes: usize,
-    /// How long a publisher waits for a paced consumer (a wasm bot) that
-    /// has taken nothing meanwhile, before it stops waiting for it.
+    /// How long publishers wait for one backlog of a paced consumer (a wasm
+    /// bot) to drain before they stop waiting for it.
     pub patience: Duration,
 }
 
@@ -118,9 +119,10 @@ struct Consumer {
     pace: Option<Arc<Pace>>,
 }
 
-/// When a paced consumer last took a frame, in ms since the bus began.
+/// Since when a paced consumer's queue has been more than half full, in ms
+/// since the bus began plus one (0: it is not).
 struct Pace {
-    last_take_ms: AtomicU64,
+    backlog_since: AtomicU64,
 }
 
 struct Inner {
@@ -187,11 +189,16 @@ impl Subscription {
         self.rx.len()
     }
 
-    /// A paced consumer's progress, and room for waiting publishers.
+    /// A paced consumer that drained its queue to a quarter ends its backlog
+    /// and wakes waiting publishers.
     fn took(&self) {
-        let (Some(pace), Some(bus)) = (&self.pace, self.bus.upgrade()) else { return };
-        pace.last_take_ms.store(bus.began.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if self.rx.len() == bus.config.queue / 4 {
+        let Some(pace) = &self.pace else { return };
+        if pace.backlog_since.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(bus) = self.bus.upgrade() else { return };
+        if self.rx.len() <= bus.config.queue / 4 {
+            pace.backlog_since.store(0, Ordering::Relaxed);
             bus.room.notify_waiters();
         }
     }
@@ -296,12 +303,21 @@ impl Bus {
             inner.trim(&self.config);
         }
         let outgoing = frame.is_outgoing();
+        let half = self.config.queue / 2;
         inner.consumers.retain(|c| {
             if outgoing && !c.wants_outgoing {
                 return true;
             }
             match c.tx.try_send(frame.clone()) {
-                Ok(()) => true,
+                Ok(()) => {
+                    if let Some(pace) = &c.pace
+                        && self.config.queue - c.tx.capacity() > half
+                        && pace.backlog_since.load(Ordering::Relaxed) == 0
+                    {
+                        pace.backlog_since.store(self.now_ms(), Ordering::Relaxed);
+                    }
+                    true
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     c.lagged.store(true, Ordering::Release);
                     self.dropped_consumers.fetch_add(1, Ordering::Relaxed);
@@ -313,18 +329,21 @@ impl Bus {
         });
     }
 
-    /// True while a paced consumer that is making progress has its queue
-    /// more than half full.
+    /// True while a paced consumer has a backlog younger than `patience`.
     pub fn backlogged(&self) -> bool {
-        let now = self.began.elapsed().as_millis() as u64;
+        let now = self.now_ms();
         let patience = self.config.patience.as_millis() as u64;
-        let half = self.config.queue / 2;
         self.inner.lock().consumers.iter().any(|c| {
             c.pace.as_ref().is_some_and(|p| {
-                self.config.queue - c.tx.capacity() > half
-                    && now.saturating_sub(p.last_take_ms.load(Ordering::Relaxed)) < patience
+                let since = p.backlog_since.load(Ordering::Relaxed);
+                since != 0 && now < since + patience
             })
         })
+    }
+
+    /// Milliseconds since the bus began, plus one (so never 0).
+    fn now_ms(&self) -> u64 {
+        self.began.elapsed().as_millis() as u64 + 1
     }
 
     /// Waits while the bus is `backlogged`: what a publisher that can wait
@@ -337,7 +356,7 @@ impl Bus {
             if !self.backlogged() {
                 return;
             }
-            // Woken by a draining consumer, or to look again once a stuck one
+            // Woken by a draining consumer, or to look again once a slow one
             // has run out of patience.
             let _ = tokio::time::timeout(self.config.patience, room).await;
         }
@@ -355,9 +374,14 @@ impl Bus {
         self.add_consumer(name, false, since, true)
     }
 
-    fn add_consumer(self: &Arc<Self>, name: &str, wants_outgoing: bool, since: Option<u64>, paced: bool) -> Subscription {
-        let now = self.began.elapsed().as_millis() as u64;
-        let pace = paced.then(|| Arc::new(Pace { last_take_ms: AtomicU64::new(now) }));
+    fn add_consumer(
+        self: &Arc<Self>,
+        name: &str,
+        wants_outgoing: bool,
+        since: Option<u64>,
+        paced: bool,
+    ) -> Subscription {
+        let pace = paced.then(|| Arc::new(Pace { backlog_since: AtomicU64::new(0) }));
         let (tx, rx) = mpsc::channel(self.config.queue.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let mut inner = self.inner.lock();

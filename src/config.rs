@@ -178,7 +178,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     pub replay_bytes: Option<usize>,
     /// Milliseconds a client's operations wait for a wasm bot whose queue is
-    /// half full before it counts as stuck and they go on (0: never wait) [default: 500].
+    /// half full to catch up, before they go on without it (0: never wait) [default: 500].
     #[arg(long, value_name = "MS")]
     pub bot_patience_ms: Option<u64>,
     /// Seconds a connection may take to send its HTTP request [default: 10].

@@ -268,7 +268,8 @@ where
     let mut ping = tokio::time::interval_at(Instant::now() + session.ping_interval, session.ping_interval);
     let (mut sink, mut stream) = futures::StreamExt::split(socket);
     let delivered = sub.last_seq;
-    let mut out = Writer { socket: &mut sink, deadline: session.ping_interval / 2, delivered, fed: delivered, dirty: false };
+    let mut out =
+        Writer { socket: &mut sink, deadline: session.ping_interval / 2, delivered, fed: delivered, dirty: false };
     greet(&mut out, sub, session).await?;
     let mut conn = Conn { pending: FuturesUnordered::new(), last_heard: Instant::now() };
     let bus = session.bridge.bus().clone();
@@ -306,7 +307,8 @@ where
                         Some(Ok(msg)) => on_message(&mut out, &mut conn, session, msg).await?,
                     }
                     read += 1;
-                    let more = read < MAX_BATCH && conn.may_read(sub) && !bus.backlogged();
+                    // The bots' backlog is looked at every 64 operations: it takes the bus lock.
+                    let more = read < MAX_BATCH && conn.may_read(sub) && (read % 64 != 0 || !bus.backlogged());
                     next = if more { stream.next().now_or_never() } else { None };
                 }
             }

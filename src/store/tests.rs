@@ -61,6 +61,48 @@ async fn the_file_store_keeps_the_contract_across_reopening() {
     .await;
 }
 
+/// Fifty waiters, each with a record of its own, share commits: a commit
+/// takes everything queued while the one before it ran.
+#[tokio::test]
+async fn waiters_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = RedbStore::open(dir.path()).unwrap();
+    let before = store.commits();
+    let waiters = (0..50u64).map(|i| {
+        let store = store.clone();
+        async move {
+            IdLog::record(&store, i, vec![i as u8]);
+            IdLog::commit(&store).await
+        }
+    });
+    for outcome in futures::future::join_all(waiters).await {
+        outcome.unwrap();
+    }
+    let commits = store.commits() - before;
+    assert!((1..50).contains(&commits), "{commits} commits for 50 waiters");
+    store.close().unwrap();
+    drop(store);
+    let (_, restored) = RedbStore::open(dir.path()).unwrap();
+    assert_eq!(restored.ids.len(), 50, "every waiter's record is durable");
+}
+
+/// A kv write is never durable before an ID recorded earlier: both are in
+/// one ordered pipeline, so a commit that holds the write holds the ID.
+#[tokio::test]
+async fn a_kv_write_commits_what_was_recorded_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = RedbStore::open(dir.path()).unwrap();
+    IdLog::record(&store, 7, b"an id a bot was given".to_vec());
+    store.write("bot", "k", Some(b"refers to it".to_vec())).await.unwrap();
+    // No close: what is on disk now is what a crash would leave.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("botbridge.redb"), copy.path().join("botbridge.redb")).unwrap();
+    let (copied, restored) = RedbStore::open(copy.path()).unwrap();
+    assert_eq!(restored.ids, vec![(7, b"an id a bot was given".to_vec())]);
+    assert_eq!(copied.load("bot").await.unwrap().get("k").map(Vec::as_slice), Some(b"refers to it".as_slice()));
+    drop(store);
+}
+
 #[test]
 fn foreign_corrupt_and_newer_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -115,6 +115,42 @@ async fn acknowledged_state_survives_sigkill() {
     child.wait().unwrap();
 }
 
+/// A wasm bot's send does not wait for the disk, but the commit pipeline is
+/// ordered: once the bot's later kv write is durable, so is the ID it was
+/// given before. Killed the moment the bot says so, with no grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_a_bot_was_given_is_durable_once_its_later_kv_write_is() {
+    let dir = tempfile::tempdir().unwrap();
+    install(&dir.path().join("bots"), "keeper", &source_keeper());
+    let (mut child, url) = spawn(dir.path());
+    let mut c = Client::connect(&format!("{url}?outgoing=1")).await;
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        c.group_message(GROUP, MEMBER, &format!("keep {i}")).await;
+        let stored = loop {
+            let out = c.next_of("outgoing").await;
+            if let Some(text) = out["data"]["message"][1]["msg"].as_str()
+                && let Some(id) = text.strip_prefix("stored ")
+            {
+                break id.to_owned();
+            }
+        };
+        kept.push(stored);
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    drop(c);
+
+    let (mut child, url) = spawn(dir.path());
+    let mut r = Client::connect(&url).await;
+    for source in &kept {
+        let quote = json!([{"type": "Quote", "id": source}, {"type": "Plain", "msg": "quoting"}]);
+        r.ok("SendToGroup", json!({"group": GROUP, "message": quote})).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn a_foreign_state_file_stops_start_up_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! The event stream: resume with `since`, the outgoing audit stream, IDs shared
-//! across connections, and a stalled client that cannot hold up the others.
+//! across connections, a stalled client that cannot hold up the others, and a
+//! burst that slows to the bots' pace.
 
 use std::time::Duration;
 
@@ -117,5 +118,60 @@ async fn a_stalled_client_does_not_stop_the_others() {
     let close = until_close(&mut stalled).await.0.expect("close code");
     assert_eq!(u16::from(close.code), botbridge::ws::CLOSE_LAGGED);
     assert!(close.reason.as_str().starts_with("lagged; resume with since="), "{}", close.reason);
+    bridge.shutdown().await;
+}
+
+/// A client bursts 20 000 `SimMessage`s with default settings while reading
+/// what comes back: it is never disconnected, every operation is answered,
+/// and no bot loses an event (the burst slows to the bots' pace instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_twenty_thousand_loses_nothing() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const N: usize = 20_000;
+    let s = settings();
+    crate::guests::install(&s.bots, "echo", &crate::guests::example("echo"));
+    std::fs::write(s.bots.join("echo.toml"), "ops_per_second = 1000000.0\nops_burst = 1000000\n").unwrap();
+    crate::guests::install(&s.bots, "idle", &crate::guests::idle());
+    let bridge = start(s).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("{}?outgoing=1", bridge.ws_url())).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let writer = tokio::spawn(async move {
+        for i in 0..N {
+            let op = json!({"type": "SimMessage", "id": i, "content": {"group": GROUP, "sender": MEMBER, "message": plain(&format!("/echo {i}"))}});
+            tx.feed(Message::Text(op.to_string().into())).await.unwrap();
+        }
+        tx.flush().await.unwrap();
+        tx
+    });
+    let (mut results, mut events, mut echoes) = (0, 0, 0);
+    while results < N || events < N || echoes < N {
+        let msg = tokio::time::timeout(Duration::from_secs(60), rx.next()).await.expect("frames keep coming");
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("after {results} results, {events} events, {echoes} echoes: {other:?}"),
+        };
+        let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        match frame["type"].as_str() {
+            Some("result") => {
+                assert_eq!(frame["ok"], true, "{frame}");
+                results += 1;
+            }
+            Some("msg") => {
+                events += 1;
+                assert_eq!(frame["seq"], events, "events in order, none missing");
+            }
+            Some("outgoing") if frame["data"]["by"] == "echo" => echoes += 1,
+            _ => {}
+        }
+    }
+    let _tx = writer.await.unwrap();
+    for bot in ["echo", "idle"] {
+        crate::guests::eventually(&format!("{bot} handled every event"), || bridge.wasm.handled(bot) == Some(N as u64))
+            .await;
+    }
+    assert_eq!(bridge.bridge.bus().dropped_consumers(), 0, "no consumer lagged");
     bridge.shutdown().await;
 }

@@ -56,6 +56,11 @@ pub fn counter() -> Vec<u8> {
     probe("count", "")
 }
 
+/// Sends "kept", stores its source ID in kv, then says "stored SOURCE-ID".
+pub fn source_keeper() -> Vec<u8> {
+    probe("keep-source", "")
+}
+
 /// On a group message, writes TEXT to stdout (WASI) and checks that no
 /// directory is preopened; when both hold it says TEXT.
 pub fn wasi_prober(text: &str) -> Vec<u8> {

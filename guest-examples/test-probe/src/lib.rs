@@ -8,6 +8,8 @@
 //! * `recall`: recall the message;
 //! * `record-say`: send "hi" to group 20001 and store the outcome in kv `count`;
 //! * `count`: count messages in kv `count` (one byte), then send the count as a `Face`;
+//! * `keep-source`: send "kept" to group 20001, store its source ID in kv `kept`,
+//!   then send "stored SOURCE-ID";
 //! * `image` ARG: send an image with url ARG to group 20001, store the outcome in kv `count`;
 //! * `flood`: on every event, send "flood" to group 20001 two hundred times;
 //! * `log-flood`: on every event, log fifty lines of one MiB each;
@@ -95,6 +97,13 @@ fn on_group_message(verb: &str, arg: String, message: &Message) {
             let n = kv::get("count").and_then(|v| v.first().copied()).unwrap_or(0).wrapping_add(1);
             if kv::set("count", &[n]).is_ok() {
                 say(Chain::new().face(i64::from(n)));
+            }
+        }
+        "keep-source" => {
+            if let Ok(sent) = ops::send_to_group(GROUP, "kept") {
+                if kv::set("kept", sent.source_id.as_bytes()).is_ok() {
+                    say(format!("stored {}", sent.source_id));
+                }
             }
         }
         "image" => store_outcome(&ops::send_to_group(GROUP, Chain::new().image(arg))),

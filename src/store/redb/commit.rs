@@ -132,6 +132,11 @@ impl Committer {
         }
     }
 
+    /// Commits that succeeded so far.
+    pub(super) fn commits(&self) -> u64 {
+        self.queue.lock().succeeded
+    }
+
     /// Stops the commit thread; what is still queued is not written.
     pub(super) fn close(&self) {
         self.queue.lock().closed = true;

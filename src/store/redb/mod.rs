@@ -241,6 +241,11 @@ impl RedbStore {
         committer.wait_blocking(committer.ticket())
     }
 
+    /// Commits made so far (each one transaction and one fsync).
+    pub fn commits(&self) -> u64 {
+        self.0.committer.commits()
+    }
+
     /// Commits what is pending, stops the commit thread and marks the file as
     /// cleanly closed.
     pub fn close(&self) -> Result<(), StateError> {

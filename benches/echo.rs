@@ -1,0 +1,311 @@
+//! `cargo bench --bench echo`: the peer comparison (README "Benchmarks").
+//!
+//! The real `botbridge` binary with the example echo bot (and, for ten bots,
+//! nine more that take every message and ignore it), state file on and off. A
+//! WebSocket client bursts `SimMessage`s (`/echo N`) at it and counts the echo
+//! bot's answers in the audit stream (`?outgoing=1`), so every message crosses
+//! a real WebSocket both ways; then sends them one at a time for latency.
+//! Next to it, in the same run, a bare tokio-tungstenite echo server with the
+//! same client. Runs alternate; each figure is the median of `ROUNDS`.
+//! Prints a table; asserts only that nothing was lost or disconnected.
+//!
+//! `ECHO_BURST` and `ECHO_SINGLE` change the message counts (20 000, 2 000);
+//! `ECHO_BASELINE_BIN=path/to/an/older/botbridge` adds that binary's rows,
+//! measured in the same run (before and after a change).
+
+#[path = "../tests/common/guests.rs"]
+#[allow(dead_code)]
+mod guests;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const ROUNDS: usize = 3;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    /// A bare tokio-tungstenite echo server, in this process.
+    BareEcho,
+    Bridge {
+        bots: usize,
+        durable: bool,
+        baseline: bool,
+    },
+}
+
+impl Target {
+    fn label(self) -> String {
+        match self {
+            Self::BareEcho => "bare tokio-tungstenite echo".into(),
+            Self::Bridge { bots, durable, baseline } => {
+                let state = if durable { "state file on (default)" } else { "state file off (--ephemeral)" };
+                let which = if baseline { "baseline botbridge" } else { "botbridge" };
+                format!("{which}, {bots} bot{}, {state}", if bots == 1 { "" } else { "s" })
+            }
+        }
+    }
+}
+
+/// One run's figures.
+#[derive(Clone, Copy, Default)]
+struct Figures {
+    msgs_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// The bridge's peak resident memory, MiB (0 for the bare echo).
+    peak_rss_mib: f64,
+}
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Starts the bridge on port 0 in `dir`, sharing the compiled-component cache.
+fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool) -> (Child, String) {
+    let folder = dir.join("bots");
+    guests::install(&folder, "echo", &guests::example("echo"));
+    // The echo bot answers every message: lift its default operation rate.
+    std::fs::write(folder.join("echo.toml"), "ops_per_second = 1000000.0\nops_burst = 1000000\n").expect("toml");
+    let idle = guests::idle();
+    for i in 1..bots {
+        guests::install(&folder, &format!("idle{i}"), &guests::with_custom_section(&idle, &format!("idle{i}")));
+    }
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::os::unix::fs::symlink(cache, state.join("cache")).expect("cache link");
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--bots"]).arg(&folder).arg("--state-dir").arg(&state);
+    if !durable {
+        cmd.arg("--ephemeral");
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "warn,botbridge::app=info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the botbridge binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = loop {
+        let line = lines.next().expect("the bridge logs its address").expect("read");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().expect("url").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+/// A WebSocket echo server with nothing else: the floor for one round trip.
+async fn bare_echo() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let (mut tx, mut rx) = ws.split();
+                while let Some(Ok(msg)) = rx.next().await {
+                    if msg.is_text() && tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}/ws")
+}
+
+fn sim_message(i: usize) -> String {
+    format!(
+        r#"{{"type":"SimMessage","id":{i},"content":{{"group":20001,"sender":30003,"message":[{{"type":"Plain","msg":"/echo {i}"}}]}}}}"#
+    )
+}
+
+/// The frame the client waits for: the echo bot's answer (or the bare echo).
+fn is_answer(target: Target, text: &str) -> bool {
+    match target {
+        Target::BareEcho => true,
+        Target::Bridge { .. } => text.starts_with(r#"{"type":"outgoing""#) && text.ends_with(r#""by":"echo"}}"#),
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(target: Target, url: &str) -> Ws {
+    let url = match target {
+        Target::BareEcho => url.to_owned(),
+        Target::Bridge { .. } => format!("{url}?outgoing=1"),
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    if target != Target::BareEcho {
+        ws.next().await; // hello
+    }
+    ws
+}
+
+/// Reads until `answers` answers came; panics on a close (a lag, 4008).
+async fn await_answers(target: Target, rx: &mut futures::stream::SplitStream<Ws>, answers: usize) {
+    let mut seen = 0;
+    while seen < answers {
+        match rx.next().await {
+            Some(Ok(Message::Text(t))) if is_answer(target, t.as_str()) => seen += 1,
+            Some(Ok(Message::Close(c))) => panic!("{}: disconnected after {seen} answers: {c:?}", target.label()),
+            Some(Ok(_)) => {}
+            other => panic!("{}: connection ended after {seen} answers: {other:?}", target.label()),
+        }
+    }
+}
+
+/// `n` messages in one burst: messages per second, first sent to last answered.
+async fn burst(target: Target, url: &str, n: usize) -> f64 {
+    let (mut tx, mut rx) = connect(target, url).await.split();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        for i in 0..n {
+            tx.feed(Message::Text(sim_message(i).into())).await.expect("send");
+        }
+        tx.flush().await.expect("flush");
+        tx
+    });
+    await_answers(target, &mut rx, n).await;
+    let elapsed = start.elapsed();
+    drop(writer.await);
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// `n` messages one at a time: each one's time until its answer, sorted.
+async fn one_at_a_time(target: Target, url: &str, n: usize) -> Vec<Duration> {
+    let (mut tx, mut rx) = connect(target, url).await.split();
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        tx.send(Message::Text(sim_message(i).into())).await.expect("send");
+        await_answers(target, &mut rx, 1).await;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn micros(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6
+}
+
+async fn run(target: Target, cache: &Path, bursts: usize, singles: usize) -> Figures {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (child, url) = match target {
+        Target::BareEcho => (None, bare_echo().await),
+        Target::Bridge { bots, durable, baseline } => {
+            let bin = if baseline { baseline_bin().expect("set") } else { env!("CARGO_BIN_EXE_botbridge").to_owned() };
+            // Each binary its own compiled-component cache (their engines may differ).
+            let cache = cache.join(if baseline { "baseline" } else { "current" });
+            std::fs::create_dir_all(&cache).expect("cache");
+            let (child, url) = spawn_bridge(&bin, dir.path(), &cache, bots, durable);
+            (Some(child), url)
+        }
+    };
+    // Warm up: every bot instantiated, the allocator and the page cache settled.
+    one_at_a_time(target, &url, 200).await;
+    let msgs_per_s = burst(target, &url, bursts).await;
+    let times = one_at_a_time(target, &url, singles).await;
+    let mut figures =
+        Figures { msgs_per_s, p50_us: micros(&times, 0.5), p99_us: micros(&times, 0.99), peak_rss_mib: 0.0 };
+    if let Some(mut child) = child {
+        figures.peak_rss_mib = peak_rss_mib(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    figures
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn baseline_bin() -> Option<String> {
+    std::env::var("ECHO_BASELINE_BIN").ok().filter(|b| !b.is_empty())
+}
+
+fn main() {
+    let bursts = count("ECHO_BURST", 20_000);
+    let singles = count("ECHO_SINGLE", 2_000);
+    let mut targets = vec![Target::BareEcho];
+    let with_baseline: &[bool] = if baseline_bin().is_some() { &[true, false] } else { &[false] };
+    for &baseline in with_baseline {
+        for bots in [1, 10] {
+            for durable in [false, true] {
+                targets.push(Target::Bridge { bots, durable, baseline });
+            }
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let cache = tempfile::tempdir().expect("cache dir");
+    println!("load average before: {}", load_average());
+    let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
+    for round in 0..ROUNDS {
+        for (i, target) in targets.iter().enumerate() {
+            let figures = runtime.block_on(run(*target, cache.path(), bursts, singles));
+            eprintln!(
+                "round {round}: {}: {:.0} msgs/s, p50 {:.0} µs, p99 {:.0} µs",
+                target.label(),
+                figures.msgs_per_s,
+                figures.p50_us,
+                figures.p99_us
+            );
+            runs[i].push(figures);
+        }
+    }
+    println!("load average after: {}", load_average());
+    println!("{bursts} messages in one burst, then {singles} one at a time; medians of {ROUNDS} alternating runs");
+    println!("| | msgs/s | deliveries/s | p50 | p99 | peak RSS |");
+    println!("|---|---|---|---|---|---|");
+    let ephemeral_rate = |bots, baseline| {
+        let i = targets.iter().position(|t| *t == Target::Bridge { bots, durable: false, baseline }).expect("listed");
+        median(runs[i].iter().map(|f| f.msgs_per_s).collect())
+    };
+    for (target, figures) in targets.iter().zip(&runs) {
+        let rate = median(figures.iter().map(|f| f.msgs_per_s).collect());
+        let p50 = median(figures.iter().map(|f| f.p50_us).collect());
+        let p99 = median(figures.iter().map(|f| f.p99_us).collect());
+        let rss = median(figures.iter().map(|f| f.peak_rss_mib).collect());
+        let (deliveries, ratio, rss) = match target {
+            Target::BareEcho => ("—".to_owned(), String::new(), "—".to_owned()),
+            Target::Bridge { bots, durable, baseline } => (
+                format!("{:.0}", rate * *bots as f64),
+                if *durable {
+                    format!(" ({:.2}× ephemeral)", rate / ephemeral_rate(*bots, *baseline))
+                } else {
+                    String::new()
+                },
+                format!("{rss:.0} MiB"),
+            ),
+        };
+        println!("| {} | {rate:.0}{ratio} | {deliveries} | {p50:.0} µs | {p99:.0} µs | {rss} |", target.label());
+    }
+}
