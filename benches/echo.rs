@@ -69,8 +69,8 @@ fn count(var: &str, default: usize) -> usize {
 fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool) -> (Child, String) {
     let folder = dir.join("bots");
     guests::install(&folder, "echo", &guests::example("echo"));
-    // The echo bot answers every message: lift its default operation rate.
-    std::fs::write(folder.join("echo.toml"), "ops_per_second = 1000000.0\nops_burst = 1000000\n").expect("toml");
+    // The echo bot answers every message: the highest rate and burst a bot may have.
+    std::fs::write(folder.join("echo.toml"), "ops_per_second = 10000.0\nops_burst = 100000\n").expect("toml");
     let idle = guests::idle();
     for i in 1..bots {
         guests::install(&folder, &format!("idle{i}"), &guests::with_custom_section(&idle, &format!("idle{i}")));

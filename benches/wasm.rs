@@ -57,7 +57,7 @@ async fn deliveries(bots: usize, events: u64) -> f64 {
 async fn reply_latency(n: usize) -> Vec<Duration> {
     let s = settings();
     guests::install(&s.bots, "echo", &guests::example("echo"));
-    std::fs::write(s.bots.join("echo.toml"), "ops_per_second = 1000000.0\nops_burst = 1000000\n").expect("toml");
+    std::fs::write(s.bots.join("echo.toml"), "ops_per_second = 10000.0\nops_burst = 100000\n").expect("toml");
     let running = botbridge::app::start(s).await.expect("start");
     let mut sub = running.bridge.bus().subscribe("bench", true, None);
     let mut times = Vec::with_capacity(n);

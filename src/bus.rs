@@ -6,12 +6,11 @@
 //! consumer sees frames in `seq` order.
 //!
 //! Wasm bots subscribe as *paced* consumers: a publisher that can wait (a
-//! client's connection, before it reads more operations) waits while a paced
-//! consumer's queue is more than half full (`wait_for_room`), so a burst slows
-//! down to the bots' pace instead of making them lose events. It waits for
-//! one backlog at most `patience`: a bot that cannot drain its queue to a
-//! quarter within that is left to fall behind (and resume from the replay
-//! buffer), so one slow or stuck bot never holds up the rest for long.
+//! client injecting simulated events, before it reads more operations) waits
+//! while a paced consumer's queue is more than half full (`wait_for_room`), so
+//! a burst slows down to the bots' pace instead of making them lose events. A
+//! bot that has taken nothing for `patience` is not waited for: a stuck bot
+//! falls behind (and resumes from the replay buffer) instead.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,8 +97,8 @@ pub struct BusConfig {
     pub replay: usize,
     /// Bytes of frames kept for `since` replay (see `Frame::cost`).
     pub replay_bytes: usize,
-    /// How long publishers wait for one backlog of a paced consumer (a wasm
-    /// bot) to drain before they stop waiting for it.
+    /// How long a paced consumer (a wasm bot) may take nothing before
+    /// publishers stop waiting for it.
     pub patience: Duration,
 }
 
@@ -119,10 +118,10 @@ struct Consumer {
     pace: Option<Arc<Pace>>,
 }
 
-/// Since when a paced consumer's queue has been more than half full, in ms
-/// since the bus began plus one (0: it is not).
+/// When a paced consumer last took a frame, in ms since the bus began.
 struct Pace {
-    backlog_since: AtomicU64,
+    began: Instant,
+    last_take_ms: AtomicU64,
 }
 
 struct Inner {
@@ -189,16 +188,14 @@ impl Subscription {
         self.rx.len()
     }
 
-    /// A paced consumer that drained its queue to a quarter ends its backlog
-    /// and wakes waiting publishers.
+    /// A paced consumer's progress; at a quarter full, it wakes waiting publishers.
     fn took(&self) {
         let Some(pace) = &self.pace else { return };
-        if pace.backlog_since.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let Some(bus) = self.bus.upgrade() else { return };
-        if self.rx.len() <= bus.config.queue / 4 {
-            pace.backlog_since.store(0, Ordering::Relaxed);
+        pace.last_take_ms.store(pace.began.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let quarter = self.rx.max_capacity() / 4;
+        if self.rx.len() == quarter
+            && let Some(bus) = self.bus.upgrade()
+        {
             bus.room.notify_waiters();
         }
     }
@@ -303,21 +300,12 @@ impl Bus {
             inner.trim(&self.config);
         }
         let outgoing = frame.is_outgoing();
-        let half = self.config.queue / 2;
         inner.consumers.retain(|c| {
             if outgoing && !c.wants_outgoing {
                 return true;
             }
             match c.tx.try_send(frame.clone()) {
-                Ok(()) => {
-                    if let Some(pace) = &c.pace
-                        && self.config.queue - c.tx.capacity() > half
-                        && pace.backlog_since.load(Ordering::Relaxed) == 0
-                    {
-                        pace.backlog_since.store(self.now_ms(), Ordering::Relaxed);
-                    }
-                    true
-                }
+                Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     c.lagged.store(true, Ordering::Release);
                     self.dropped_consumers.fetch_add(1, Ordering::Relaxed);
@@ -329,21 +317,18 @@ impl Bus {
         });
     }
 
-    /// True while a paced consumer has a backlog younger than `patience`.
+    /// True while a paced consumer that took a frame within `patience` has
+    /// its queue more than half full.
     pub fn backlogged(&self) -> bool {
-        let now = self.now_ms();
+        let now = self.began.elapsed().as_millis() as u64;
         let patience = self.config.patience.as_millis() as u64;
+        let half = self.config.queue / 2;
         self.inner.lock().consumers.iter().any(|c| {
             c.pace.as_ref().is_some_and(|p| {
-                let since = p.backlog_since.load(Ordering::Relaxed);
-                since != 0 && now < since + patience
+                c.tx.max_capacity() - c.tx.capacity() > half
+                    && now.saturating_sub(p.last_take_ms.load(Ordering::Relaxed)) < patience
             })
         })
-    }
-
-    /// Milliseconds since the bus began, plus one (so never 0).
-    fn now_ms(&self) -> u64 {
-        self.began.elapsed().as_millis() as u64 + 1
     }
 
     /// Waits while the bus is `backlogged`: what a publisher that can wait
@@ -356,7 +341,7 @@ impl Bus {
             if !self.backlogged() {
                 return;
             }
-            // Woken by a draining consumer, or to look again once a slow one
+            // Woken by a draining consumer, or to look again once a stuck one
             // has run out of patience.
             let _ = tokio::time::timeout(self.config.patience, room).await;
         }
@@ -381,7 +366,8 @@ impl Bus {
         since: Option<u64>,
         paced: bool,
     ) -> Subscription {
-        let pace = paced.then(|| Arc::new(Pace { backlog_since: AtomicU64::new(0) }));
+        let now = self.began.elapsed().as_millis() as u64;
+        let pace = paced.then(|| Arc::new(Pace { began: self.began, last_take_ms: AtomicU64::new(now) }));
         let (tx, rx) = mpsc::channel(self.config.queue.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let mut inner = self.inner.lock();

@@ -177,8 +177,8 @@ pub struct ServeArgs {
     /// Bytes of events kept for `?since=` replay, in memory and on disk [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     pub replay_bytes: Option<usize>,
-    /// Milliseconds a client's operations wait for a wasm bot whose queue is
-    /// half full to catch up, before they go on without it (0: never wait) [default: 500].
+    /// A client injecting simulated events waits for wasm bots with half-full
+    /// queues, but not for one that took nothing for this many ms (0: never wait) [default: 500].
     #[arg(long, value_name = "MS")]
     pub bot_patience_ms: Option<u64>,
     /// Seconds a connection may take to send its HTTP request [default: 10].

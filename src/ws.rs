@@ -27,7 +27,8 @@ use crate::auth::authorized;
 use crate::bridge::{Bridge, Caller};
 use crate::bus::{Frame, Json, Subscription};
 use crate::schema::{
-    BadRequest, ErrorCode, Gap, GapTag, Hello, HelloTag, OpData, OpError, PROTOCOL_VERSION, Request, ResultFrame,
+    BadRequest, ErrorCode, Gap, GapTag, Hello, HelloTag, OpData, OpError, Operation, PROTOCOL_VERSION, Request,
+    ResultFrame,
 };
 
 /// Close code for a client whose queue overflowed: reconnect with `?since=`.
@@ -247,6 +248,8 @@ async fn within(
 struct Conn {
     pending: FuturesUnordered<Pending>,
     last_heard: Instant,
+    /// The client injects simulated events: it waits for busy bots.
+    injects: bool,
 }
 
 impl Conn {
@@ -271,15 +274,15 @@ where
     let mut out =
         Writer { socket: &mut sink, deadline: session.ping_interval / 2, delivered, fed: delivered, dirty: false };
     greet(&mut out, sub, session).await?;
-    let mut conn = Conn { pending: FuturesUnordered::new(), last_heard: Instant::now() };
+    let mut conn = Conn { pending: FuturesUnordered::new(), last_heard: Instant::now(), injects: false };
     let bus = session.bridge.bus().clone();
     loop {
         if out.dirty {
             out.flush().await?;
         }
-        // Bots still busy with earlier operations' events: wait for them first.
+        // A client that injects events waits for bots still busy with earlier ones.
         let own_room = conn.may_read(sub);
-        let bots_busy = own_room && bus.backlogged();
+        let bots_busy = own_room && conn.injects && bus.backlogged();
         tokio::select! {
             biased;
             _ = session.shutdown.cancelled() => return Err(End::Shutdown),
@@ -308,7 +311,9 @@ where
                     }
                     read += 1;
                     // The bots' backlog is looked at every 64 operations: it takes the bus lock.
-                    let more = read < MAX_BATCH && conn.may_read(sub) && (read % 64 != 0 || !bus.backlogged());
+                    let more = read < MAX_BATCH
+                        && conn.may_read(sub)
+                        && (!conn.injects || read % 64 != 0 || !bus.backlogged());
                     next = if more { stream.next().now_or_never() } else { None };
                 }
             }
@@ -356,6 +361,7 @@ where
     match request {
         Ok(Request { id, op }) => {
             tracing::debug!(op = op.name(), "operation");
+            conn.injects |= matches!(op, Operation::SimMessage(_) | Operation::SimEvent(_));
             let bridge = session.bridge.clone();
             let caller = session.caller.clone();
             let mut fut: Pending = Box::pin(async move { (id, bridge.execute(&caller, op).await) });
