@@ -6,12 +6,15 @@
 //! bot's answers in the audit stream (`?outgoing=1`), so every message crosses
 //! a real WebSocket both ways; then sends them one at a time for latency.
 //! Next to it, in the same run, a bare tokio-tungstenite echo server with the
-//! same client. Runs alternate; each figure is the median of `ROUNDS`.
+//! same client. Runs alternate; each figure is the median of the rounds.
 //! Prints a table; asserts only that nothing was lost or disconnected.
 //!
-//! `ECHO_BURST` and `ECHO_SINGLE` change the message counts (20 000, 2 000);
+//! `ECHO_BURST` and `ECHO_SINGLE` change the message counts (20 000, 2 000),
+//! `ECHO_ROUNDS` the rounds (3), `ECHO_ONLY=10-off` (bots-state) runs one row;
 //! `ECHO_BASELINE_BIN=path/to/an/older/botbridge` adds that binary's rows,
-//! measured in the same run (before and after a change).
+//! measured in the same run (before and after a change); it runs with
+//! `--queue 65536`, since builds before the batched connection loop close a
+//! bursting client with 4008 at the default queue.
 
 #[path = "../tests/common/guests.rs"]
 #[allow(dead_code)]
@@ -24,8 +27,6 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-
-const ROUNDS: usize = 3;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Target {
@@ -44,7 +45,7 @@ impl Target {
             Self::BareEcho => "bare tokio-tungstenite echo".into(),
             Self::Bridge { bots, durable, baseline } => {
                 let state = if durable { "state file on (default)" } else { "state file off (--ephemeral)" };
-                let which = if baseline { "baseline botbridge" } else { "botbridge" };
+                let which = if baseline { "baseline botbridge (queue 65536)" } else { "botbridge" };
                 format!("{which}, {bots} bot{}, {state}", if bots == 1 { "" } else { "s" })
             }
         }
@@ -66,7 +67,17 @@ fn count(var: &str, default: usize) -> usize {
 }
 
 /// Starts the bridge on port 0 in `dir`, sharing the compiled-component cache.
-fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool) -> (Child, String) {
+/// The bridge process, killed when dropped (also when a run panics).
+struct Bridge(Child);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool, baseline: bool) -> (Bridge, String) {
     let folder = dir.join("bots");
     guests::install(&folder, "echo", &guests::example("echo"));
     // The echo bot answers every message: the highest rate and burst a bot may have.
@@ -83,6 +94,9 @@ fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool)
     if !durable {
         cmd.arg("--ephemeral");
     }
+    if baseline {
+        cmd.args(["--queue", "65536"]);
+    }
     let mut child = cmd
         .env("RUST_LOG", "warn,botbridge::app=info")
         .env("NO_COLOR", "1")
@@ -98,7 +112,7 @@ fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool)
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    (Bridge(child), url)
 }
 
 /// A WebSocket echo server with nothing else: the floor for one round trip.
@@ -216,7 +230,7 @@ async fn run(target: Target, cache: &Path, bursts: usize, singles: usize) -> Fig
             // Each binary its own compiled-component cache (their engines may differ).
             let cache = cache.join(if baseline { "baseline" } else { "current" });
             std::fs::create_dir_all(&cache).expect("cache");
-            let (child, url) = spawn_bridge(&bin, dir.path(), &cache, bots, durable);
+            let (child, url) = spawn_bridge(&bin, dir.path(), &cache, bots, durable, baseline);
             (Some(child), url)
         }
     };
@@ -226,10 +240,8 @@ async fn run(target: Target, cache: &Path, bursts: usize, singles: usize) -> Fig
     let times = one_at_a_time(target, &url, singles).await;
     let mut figures =
         Figures { msgs_per_s, p50_us: micros(&times, 0.5), p99_us: micros(&times, 0.99), peak_rss_mib: 0.0 };
-    if let Some(mut child) = child {
-        figures.peak_rss_mib = peak_rss_mib(child.id());
-        let _ = child.kill();
-        let _ = child.wait();
+    if let Some(child) = child {
+        figures.peak_rss_mib = peak_rss_mib(child.0.id());
     }
     figures
 }
@@ -264,11 +276,18 @@ fn main() {
             }
         }
     }
+    if let Ok(only) = std::env::var("ECHO_ONLY") {
+        targets.retain(|t| match t {
+            Target::BareEcho => only == "bare",
+            Target::Bridge { bots, durable, .. } => only == format!("{bots}-{}", if *durable { "on" } else { "off" }),
+        });
+    }
+    let rounds = count("ECHO_ROUNDS", 3);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let cache = tempfile::tempdir().expect("cache dir");
     println!("load average before: {}", load_average());
     let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for (i, target) in targets.iter().enumerate() {
             let figures = runtime.block_on(run(*target, cache.path(), bursts, singles));
             eprintln!(
@@ -282,12 +301,12 @@ fn main() {
         }
     }
     println!("load average after: {}", load_average());
-    println!("{bursts} messages in one burst, then {singles} one at a time; medians of {ROUNDS} alternating runs");
+    println!("{bursts} messages in one burst, then {singles} one at a time; medians of {rounds} alternating runs");
     println!("| | msgs/s | deliveries/s | p50 | p99 | peak RSS |");
     println!("|---|---|---|---|---|---|");
     let ephemeral_rate = |bots, baseline| {
-        let i = targets.iter().position(|t| *t == Target::Bridge { bots, durable: false, baseline }).expect("listed");
-        median(runs[i].iter().map(|f| f.msgs_per_s).collect())
+        let i = targets.iter().position(|t| *t == Target::Bridge { bots, durable: false, baseline })?;
+        Some(median(runs[i].iter().map(|f| f.msgs_per_s).collect()))
     };
     for (target, figures) in targets.iter().zip(&runs) {
         let rate = median(figures.iter().map(|f| f.msgs_per_s).collect());
@@ -298,10 +317,9 @@ fn main() {
             Target::BareEcho => ("—".to_owned(), String::new(), "—".to_owned()),
             Target::Bridge { bots, durable, baseline } => (
                 format!("{:.0}", rate * *bots as f64),
-                if *durable {
-                    format!(" ({:.2}× ephemeral)", rate / ephemeral_rate(*bots, *baseline))
-                } else {
-                    String::new()
+                match ephemeral_rate(*bots, *baseline) {
+                    Some(ephemeral) if *durable => format!(" ({:.2}× ephemeral)", rate / ephemeral),
+                    _ => String::new(),
                 },
                 format!("{rss:.0} MiB"),
             ),

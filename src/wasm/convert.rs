@@ -1,9 +1,46 @@
 //! Schema ⇄ WIT: the same events and operations, as WIT types. Operations from
 //! a bot become `schema::Operation`s and take the bridge's one path.
 
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
 use crate::schema as s;
 
 use super::bindings::botbridge::bot::types as w;
+
+/// Events in WIT form, converted once and shared by every bot that takes
+/// them: bots take the same frames at about the same time, so the first one
+/// converts and the rest lower the same value (each into its own memory).
+/// A slot per `seq` modulo the size; a bot far behind converts its own.
+pub struct SharedEvents {
+    slots: Vec<Mutex<Option<Converted>>>,
+}
+
+/// An event's `seq` and its WIT form.
+type Converted = (u64, Arc<w::Event>);
+
+impl Default for SharedEvents {
+    fn default() -> Self {
+        // As many as a bot may have queued by default (`queue`).
+        const SLOTS: usize = 4096;
+        Self { slots: (0..SLOTS).map(|_| Mutex::new(None)).collect() }
+    }
+}
+
+impl SharedEvents {
+    pub fn get(&self, frame: &s::EventFrame) -> Arc<w::Event> {
+        let slot = &self.slots[(frame.seq % self.slots.len() as u64) as usize];
+        if let Some((seq, event)) = &*slot.lock()
+            && *seq == frame.seq
+        {
+            return event.clone();
+        }
+        let event = Arc::new(event(frame));
+        *slot.lock() = Some((frame.seq, event.clone()));
+        event
+    }
+}
 
 fn permission(p: s::Permission) -> w::Permission {
     match p {

@@ -13,6 +13,7 @@ use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{botbridge::bot as v0_2, v0_1::botbridge::bot as v0_1};
+use super::convert::SharedEvents;
 use super::folder::{self, FileError, bot_name};
 use super::kv::Buckets;
 use super::limits::{BotConfig, BotConfigError, LogGate, MAX_MEMORY_MB};
@@ -113,6 +114,7 @@ struct Inner {
     /// Last load error per bot that has no running version.
     rejected: Mutex<HashMap<String, String>>,
     logbook: Arc<Logbook>,
+    events: Arc<SharedEvents>,
 }
 
 /// The wasm bot host. Cheap to clone.
@@ -204,6 +206,7 @@ impl WasmHost {
                 loading: Mutex::new(HashMap::new()),
                 rejected: Mutex::new(HashMap::new()),
                 logbook: Arc::new(Logbook::default()),
+                events: Arc::default(),
             }),
         })
     }
@@ -414,6 +417,7 @@ impl WasmHost {
         let runner = Runner {
             template,
             live: Some(live),
+            events: inner.events.clone(),
             sub,
             bus: inner.bridge.bus().clone(),
             stop: stop.clone(),

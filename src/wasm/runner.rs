@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::convert;
+use super::convert::SharedEvents;
 use super::logbook::LogLevel;
 use super::store::{BotTemplate, LiveBot};
 use crate::bus::{Bus, Frame, Payload, Subscription};
@@ -58,6 +58,7 @@ enum Work {
 pub struct Runner {
     pub template: Arc<BotTemplate>,
     pub live: Option<LiveBot>,
+    pub events: Arc<SharedEvents>,
     pub sub: Subscription,
     pub bus: Arc<Bus>,
     pub stop: CancellationToken,
@@ -160,7 +161,7 @@ impl Runner {
         let live = self.live.as_mut()?;
         let result = match work {
             Work::Event(frame) => match &frame.payload {
-                Payload::Event(event) => live.handle(convert::event(event)).await,
+                Payload::Event(event) => live.handle(self.events.get(event)).await,
                 _ => Ok(()),
             },
             Work::Timer(tag) => live.on_timer(tag.clone()).await,

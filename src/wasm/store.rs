@@ -533,7 +533,7 @@ pub struct BotTemplate {
 /// A live instance in its own Store.
 pub struct LiveBot {
     store: Store<BotState>,
-    handle: TypedFunc<(types::Event,), ()>,
+    handle: TypedFunc<(Arc<types::Event>,), ()>,
     on_timer: Option<TypedFunc<(String,), ()>>,
     cpu_ms: u64,
 }
@@ -590,7 +590,7 @@ impl BotTemplate {
         begin_call(&mut store);
         let instance: Instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, cpu_ms))?;
         let handle = instance
-            .get_typed_func::<(types::Event,), ()>(&mut store, "handle")
+            .get_typed_func::<(Arc<types::Event>,), ()>(&mut store, "handle")
             .map_err(|e| CallError::NoHandle(super::host::cause(e)))?;
         let on_timer = instance.get_typed_func::<(String,), ()>(&mut store, "on-timer").ok();
         let mut live = LiveBot { store, handle, on_timer, cpu_ms };
@@ -622,7 +622,7 @@ fn classify(e: wasmtime::Error, cpu_ms: u64) -> CallError {
 
 impl LiveBot {
     /// Delivers one event.
-    pub async fn handle(&mut self, event: types::Event) -> Result<(), CallError> {
+    pub async fn handle(&mut self, event: Arc<types::Event>) -> Result<(), CallError> {
         begin_call(&mut self.store);
         let cpu_ms = self.cpu_ms;
         self.handle.call_async(&mut self.store, (event,)).await.map_err(|e| classify(e, cpu_ms))

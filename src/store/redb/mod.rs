@@ -25,9 +25,9 @@ pub const GROUP_COMMIT: Duration = Duration::from_millis(50);
 /// Most records waiting for a group commit: past half of it a commit starts at
 /// once, at it the recorder waits. So at most twice this many serials or `seq`s
 /// can be lost in a crash.
-pub const MAX_UNCOMMITTED: usize = 8192;
+pub const MAX_UNCOMMITTED: usize = 65_536;
 /// Most event and kv bytes waiting for a group commit, likewise.
-pub const MAX_UNCOMMITTED_BYTES: usize = 8 << 20;
+pub const MAX_UNCOMMITTED_BYTES: usize = 32 << 20;
 /// State file format this build reads and writes.
 pub const FORMAT: u32 = 1;
 const MAGIC: &[u8] = b"botbridge state";
