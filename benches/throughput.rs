@@ -62,6 +62,44 @@ async fn round_trip(n: usize, durable: bool, frame: fn(usize) -> String) -> Vec<
     times
 }
 
+/// `clients` clients, each sending `each` SendToGroup one after another (a
+/// result before the next), all at once: operations per second. With the
+/// state file on, the clients' acknowledgements share commits.
+async fn concurrent_sends(clients: usize, each: usize, durable: bool) -> f64 {
+    let running = botbridge::app::start(settings(durable)).await.expect("start");
+    let mut sockets = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (mut ws, _) = tokio_tungstenite::connect_async(running.ws_url()).await.expect("connect");
+        ws.next().await; // hello
+        sockets.push(ws);
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                for i in 0..each {
+                    ws.send(Message::Text(send_to_group(i).into())).await.expect("send");
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Text(t))) if t.as_str().contains(r#""ok":true"#) => break,
+                            Some(Ok(Message::Text(t))) => panic!("refused: {t}"),
+                            Some(Ok(_)) => {}
+                            other => panic!("connection ended: {other:?}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("client");
+    }
+    let rate = (clients * each) as f64 / start.elapsed().as_secs_f64();
+    running.shutdown().await;
+    rate
+}
+
 fn send_to_group(i: usize) -> String {
     json!({"type": "SendToGroup", "id": i, "content": {"group": 20001, "message": [{"type": "Plain", "msg": "pong"}]}})
         .to_string()
@@ -135,4 +173,18 @@ fn main() {
     row("SendToGroup, state file off", &runtime.block_on(round_trip(n, false, send_to_group)));
     row("SendToGroup, state file on (commit per ack)", &runtime.block_on(round_trip(n / 10, true, send_to_group)));
     row("ListFriends, state file on", &runtime.block_on(round_trip(n, true, list_friends)));
+
+    let each = 200 / scale;
+    println!("\n## 100 clients, each {each} SendToGroup one after another, all at once (median of 3)\n");
+    println!("| state file | ops/s |");
+    println!("|---|---:|");
+    let median_rate = |durable| {
+        let mut rates: Vec<f64> = (0..3).map(|_| runtime.block_on(concurrent_sends(100, each, durable))).collect();
+        rates.sort_by(f64::total_cmp);
+        rates[1]
+    };
+    let off = median_rate(false);
+    let on = median_rate(true);
+    println!("| off | {off:.0} |");
+    println!("| on (acknowledgements share commits) | {on:.0} ({:.2}× off) |", on / off);
 }
