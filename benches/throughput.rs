@@ -174,7 +174,7 @@ fn main() {
     row("SendToGroup, state file on (commit per ack)", &runtime.block_on(round_trip(n / 10, true, send_to_group)));
     row("ListFriends, state file on", &runtime.block_on(round_trip(n, true, list_friends)));
 
-    let each = 200 / scale;
+    let each = 200 / scale as usize;
     println!("\n## 100 clients, each {each} SendToGroup one after another, all at once (median of 3)\n");
     println!("| state file | ops/s |");
     println!("|---|---:|");
