@@ -263,7 +263,8 @@ impl Conn {
 
 /// The connection loop. Each round waits for one thing (output first: ready
 /// results, then bus frames; then input), takes whatever else of the same kind
-/// is ready at once, up to `MAX_BATCH`, and flushes once.
+/// is ready at once, up to `MAX_BATCH` (after bus frames, ready input too, so
+/// a busy stream never starves a client's operations), and flushes once.
 async fn run<S>(socket: &mut S, sub: &mut Subscription, session: &Session) -> Result<std::convert::Infallible, End>
 where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin + Send,
@@ -298,29 +299,50 @@ where
                     return Err(if sub.lagged() { End::Lagged { last_seq: out.delivered } } else { End::Shutdown });
                 };
                 on_frames(&mut out, sub, frame).await?;
+                // Input gets its turn too, so a busy stream cannot starve a client's operations.
+                if own_room && !bots_busy {
+                    read_batch(stream.next().now_or_never(), &mut stream, &mut out, &mut conn, sub, session).await?;
+                }
             }
             incoming = stream.next(), if own_room && !bots_busy => {
-                let mut next = Some(incoming);
-                let mut read = 0;
-                while let Some(incoming) = next {
-                    conn.last_heard = Instant::now();
-                    match incoming {
-                        None => return Err(End::ClientClosed),
-                        Some(Err(e)) => return Err(read_error(e)),
-                        Some(Ok(msg)) => on_message(&mut out, &mut conn, session, msg).await?,
-                    }
-                    read += 1;
-                    // The bots' backlog is looked at every 64 operations: it takes the bus lock.
-                    let more = read < MAX_BATCH
-                        && conn.may_read(sub)
-                        && (!conn.injects || read % 64 != 0 || !bus.backlogged());
-                    next = if more { stream.next().now_or_never() } else { None };
-                }
+                read_batch(Some(incoming), &mut stream, &mut out, &mut conn, sub, session).await?;
             }
             _ = bus.wait_for_room(), if bots_busy => {}
             _ = ping.tick() => on_tick(&mut out, conn.last_heard, session).await?,
         }
     }
+}
+
+/// Client frames: `first` (if one is ready) and whatever else is ready at
+/// once, up to `MAX_BATCH`, while the connection may read.
+async fn read_batch<S, R>(
+    first: Option<Option<Result<Message, axum::Error>>>,
+    stream: &mut R,
+    out: &mut Writer<'_, S>,
+    conn: &mut Conn,
+    sub: &Subscription,
+    session: &Session,
+) -> Result<(), End>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let bus = session.bridge.bus();
+    let mut next = first;
+    let mut read = 0;
+    while let Some(incoming) = next {
+        conn.last_heard = Instant::now();
+        match incoming {
+            None => return Err(End::ClientClosed),
+            Some(Err(e)) => return Err(read_error(e)),
+            Some(Ok(msg)) => on_message(out, conn, session, msg).await?,
+        }
+        read += 1;
+        // The bots' backlog is looked at every 64 operations: it takes the bus lock.
+        let more = read < MAX_BATCH && conn.may_read(sub) && (!conn.injects || read % 64 != 0 || !bus.backlogged());
+        next = if more { stream.next().now_or_never() } else { None };
+    }
+    Ok(())
 }
 
 /// `hello`, then a `gap` if `since` was too old, then the replay.
