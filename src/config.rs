@@ -279,6 +279,9 @@ impl FileConfig {
                 return Err(invalid(format!("{key}: must be at least 1")));
             }
         }
+        if let Some(Err(message)) = config.bot_patience_ms.map(|ms| check_bot_patience("bot_patience_ms", ms)) {
+            return Err(invalid(message));
+        }
         if config.ping_interval == Some(0) || config.id_ttl == Some(0) || config.handshake_timeout == Some(0) {
             return Err(invalid("ping_interval, id_ttl and handshake_timeout: must be at least 1 second".into()));
         }
@@ -295,6 +298,17 @@ impl FileConfig {
         }
         Ok(config)
     }
+}
+
+/// Longest `bot_patience_ms`: a client never waits longer than this for a bot.
+pub const MAX_BOT_PATIENCE_MS: u64 = 60_000;
+
+/// `key` (as the file or the flag spells it) is at most `MAX_BOT_PATIENCE_MS`.
+fn check_bot_patience(key: &str, ms: u64) -> Result<(), String> {
+    if ms > MAX_BOT_PATIENCE_MS {
+        return Err(format!("{key}: at most {MAX_BOT_PATIENCE_MS} (0: never wait)"));
+    }
+    Ok(())
 }
 
 impl Settings {
@@ -314,6 +328,9 @@ impl Settings {
         nonzero("id-capacity", args.id_capacity)?;
         nonzero("replay-bytes", args.replay_bytes)?;
         nonzero("max-connections", args.max_connections)?;
+        if let Some(Err(message)) = args.bot_patience_ms.map(|ms| check_bot_patience("--bot-patience-ms", ms)) {
+            return Err(ConfigError::Invalid { path: "--".into(), message });
+        }
         for (key, value) in [
             ("max-bot-bytes", args.max_bot_bytes),
             ("max-bot-config-bytes", args.max_bot_config_bytes),
@@ -402,10 +419,23 @@ mod tests {
     }
 
     #[test]
+    fn bot_patience_is_bounded_and_named() {
+        let err = FileConfig::parse("bot_patience_ms = 60001", Path::new("x.toml")).unwrap_err();
+        assert!(crate::error_chain(&err).contains("bot_patience_ms: at most 60000"), "{err}");
+        let args = ServeArgs { bot_patience_ms: Some(60_001), ..Default::default() };
+        let err = Settings::resolve(&args).unwrap_err();
+        assert!(crate::error_chain(&err).contains("--bot-patience-ms: at most 60000"), "{err}");
+        let args = ServeArgs { bot_patience_ms: Some(0), ..Default::default() };
+        assert_eq!(Settings::resolve(&args).unwrap().bus.patience, Duration::ZERO, "0: never wait");
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for text in [
             "queue = 0",
             "queue = \"many\"",
+            "bot_patience_ms = 60001",
+            "bot_patience_ms = -1",
             "[[account]]\nid = 1\nbackend = \"carrier-pigeon\"",
             "[[account]]\nbackend = \"sim\"",
         ] {
