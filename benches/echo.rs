@@ -16,13 +16,14 @@
 //! `--queue 65536`, since builds before the batched connection loop close a
 //! bursting client with 4008 at the default queue.
 
+#[path = "../tests/common/binary.rs"]
+mod binary;
 #[path = "../tests/common/guests.rs"]
 #[allow(dead_code)]
 mod guests;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -97,21 +98,8 @@ fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool,
     if baseline {
         cmd.args(["--queue", "65536"]);
     }
-    let mut child = cmd
-        .env("RUST_LOG", "warn,botbridge::app=info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the botbridge binary starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = loop {
-        let line = lines.next().expect("the bridge logs its address").expect("read");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().expect("url").to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    cmd.env("RUST_LOG", "warn,botbridge::app=info");
+    let (child, url) = binary::spawn_bridge(cmd);
     (Bridge(child), url)
 }
 

@@ -2,40 +2,25 @@
 //! state dir: acknowledged IDs still resolve, acknowledged kv writes are there,
 //! and `since` resumes across the restart.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde_json::{Value, json};
 
+use crate::binary::spawn_bridge;
 use crate::guests::*;
 use crate::support::*;
 
 /// Starts `botbridge serve` on port 0; returns the child and its WebSocket URL.
 pub(crate) fn spawn(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_botbridge"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_botbridge"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--bots")
         .arg(dir.join("bots"))
         .arg("--state-dir")
         .arg(dir.join("state"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("the bridge logs its address").expect("read");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().expect("url").to_owned();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+        .env("RUST_LOG", "info");
+    spawn_bridge(cmd)
 }
 
 fn face(out: &Value) -> Option<i64> {

@@ -5,6 +5,8 @@ mod support;
 #[allow(dead_code)] // `message` is for the benches.
 mod world;
 
+#[path = "../common/binary.rs"]
+mod binary;
 mod bot_config;
 mod console;
 mod durability;
