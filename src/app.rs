@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Auth;
 use crate::backend::onebot::{OnebotBackend, OnebotError};
 use crate::backend::sim::SimBackend;
 use crate::bridge::Bridge;
@@ -28,6 +29,8 @@ pub enum StartError {
     Onebot(#[from] OnebotError),
     #[error(transparent)]
     Config(#[from] crate::config::AccountError),
+    #[error(transparent)]
+    Reload(#[from] crate::config::ConfigError),
 }
 
 /// A started bridge. Dropping it does not stop it; call `shutdown`.
@@ -133,6 +136,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             max_bots: settings.max_bots,
             max_bot_bytes: settings.max_bot_bytes,
             max_bot_config_bytes: settings.max_bot_config_bytes,
+            versions_dir: Some(settings.state_dir.join("versions")),
+            keep_versions: settings.keep_versions,
         },
         state.clone().map(|s| Arc::new(s) as Arc<dyn KvStore>),
     )?;
@@ -140,8 +145,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // seen by one or the other (a load of an unchanged file is a no-op).
     wasm.watch(shutdown.clone())?;
     wasm.load_all().await;
-    let router = crate::ws::router(bridge.clone(), settings.ws.clone(), shutdown.clone())
-        .merge(crate::console::router(wasm.clone(), settings.ws.token.clone(), shutdown.clone()));
+    let auth = Auth::new(settings.tokens());
+    if let Some(reload) = settings.reload.clone() {
+        crate::config::watch_tokens(reload, auth.clone(), shutdown.clone())?;
+    }
+    let metrics = crate::metrics::registry(bridge.clone(), wasm.clone(), state.clone());
+    let router = crate::ws::router(bridge.clone(), auth.clone(), settings.ws.clone(), shutdown.clone())
+        .merge(crate::console::router(wasm.clone(), auth.clone(), shutdown.clone()))
+        .merge(crate::admin::router(wasm.clone(), auth.clone(), settings.max_bot_bytes, settings.max_bot_config_bytes))
+        .merge(crate::metrics::router(metrics, auth));
     let router = crate::http::guard(router, &settings.http);
     let server = tokio::spawn(crate::http::serve(listener, router, settings.http.clone(), shutdown.clone()));
     tracing::info!(%addr, accounts = ?bridge.accounts().iter().map(|a| a.0).collect::<Vec<_>>(), bots = wasm.statuses().len(), "botbridge listening on ws://{addr}/ws");

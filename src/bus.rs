@@ -140,6 +140,8 @@ pub struct Bus {
     /// Woken when a paced consumer's queue drains to a quarter.
     room: Notify,
     dropped_consumers: AtomicU64,
+    /// Frames queued for consumers, ever (for `/metrics`).
+    delivered: AtomicU64,
     /// Where events are kept for `since=` across restarts (None: memory only).
     log: Option<Arc<dyn EventLog>>,
 }
@@ -248,12 +250,18 @@ impl Bus {
             began: Instant::now(),
             room: Notify::new(),
             dropped_consumers: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             log,
         })
     }
 
     pub fn last_seq(&self) -> u64 {
         self.inner.lock().last_seq
+    }
+
+    /// Frames queued for consumers, ever.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 
     /// How many consumers were dropped for lagging, ever.
@@ -300,12 +308,16 @@ impl Bus {
             inner.trim(&self.config);
         }
         let outgoing = frame.is_outgoing();
+        let mut delivered = 0;
         inner.consumers.retain(|c| {
             if outgoing && !c.wants_outgoing {
                 return true;
             }
             match c.tx.try_send(frame.clone()) {
-                Ok(()) => true,
+                Ok(()) => {
+                    delivered += 1;
+                    true
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     c.lagged.store(true, Ordering::Release);
                     self.dropped_consumers.fetch_add(1, Ordering::Relaxed);
@@ -315,6 +327,7 @@ impl Bus {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        self.delivered.fetch_add(delivered, Ordering::Relaxed);
     }
 
     /// True while a paced consumer that took a frame within `patience` has

@@ -3,13 +3,17 @@
 //! start-up with a message naming the file and the key.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Auth, ScopedClient, Tokens};
 use crate::backend::onebot::{Mode, OnebotConfig};
 use crate::backend::sim::WorldConfig;
+use crate::bridge::Permissions;
 use crate::bus::BusConfig;
 use crate::http::HttpConfig;
 use crate::media::MediaPolicy;
@@ -51,7 +55,41 @@ pub struct FileConfig {
     #[serde(default)]
     pub account: Vec<AccountConfig>,
     pub sim: Option<WorldConfig>,
+    /// The admin API's token; absent: the admin API is off.
+    pub admin_token: Option<String>,
+    /// Versions of each bot kept for rollback.
+    pub keep_versions: Option<usize>,
+    /// Remote clients with their own tokens and scopes.
+    #[serde(default)]
+    pub client: Vec<ClientConfig>,
 }
+
+/// `[[client]]`: a remote client's name, its token (or the environment
+/// variable that holds it) and what it may do.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("name", &self.name)
+            .field("token_env", &self.token_env)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest client name.
+const MAX_CLIENT_NAME: usize = 64;
+/// Most versions of a bot `keep_versions` may ask for.
+pub const MAX_KEEP_VERSIONS: usize = 100;
 
 /// One chat account.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -193,6 +231,19 @@ pub struct ServeArgs {
     /// Largest media file read from `media_dir`, bytes [default: 20971520].
     #[arg(long, value_name = "BYTES")]
     pub media_max_bytes: Option<u64>,
+    /// Token of the admin API (deploy, rollback, remove bots) [default: none, the API is off].
+    #[arg(long, env = "BOTBRIDGE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Versions of each bot kept under STATE_DIR/versions for rollback [default: 5].
+    #[arg(long, value_name = "N")]
+    pub keep_versions: Option<usize>,
+}
+
+impl Settings {
+    /// The tokens in force at start.
+    pub fn tokens(&self) -> Tokens {
+        Tokens { client: self.ws.token.clone(), admin: self.admin_token.clone(), clients: self.clients.clone() }
+    }
 }
 
 /// Everything the bridge starts from.
@@ -213,6 +264,31 @@ pub struct Settings {
     pub max_bot_config_bytes: u64,
     pub http: HttpConfig,
     pub media: MediaPolicy,
+    /// The admin API's token; None: the admin API is off.
+    pub admin_token: Option<String>,
+    /// Remote clients with their own tokens and scopes (the unrestricted
+    /// token is `ws.token`).
+    pub clients: Vec<Arc<ScopedClient>>,
+    /// Versions of each bot kept for rollback.
+    pub keep_versions: usize,
+    /// Where the tokens are re-read from when the config file changes.
+    pub reload: Option<Reload>,
+}
+
+/// The config file to watch, and the token flags that win over it.
+#[derive(Debug, Clone)]
+pub struct Reload {
+    pub path: PathBuf,
+    token: Option<String>,
+    admin_token: Option<String>,
+}
+
+impl Reload {
+    /// The tokens as the file now says, flags winning.
+    pub fn tokens(&self) -> Result<Tokens, ConfigError> {
+        let file = FileConfig::load(&self.path)?;
+        file.tokens(self.token.clone(), self.admin_token.clone(), &self.path)
+    }
 }
 
 /// The built-in account when none is configured.
@@ -235,6 +311,10 @@ impl Default for Settings {
             max_bot_config_bytes: MAX_TOML_BYTES,
             http: HttpConfig::default(),
             media: MediaPolicy::default(),
+            admin_token: None,
+            clients: Vec::new(),
+            keep_versions: 5,
+            reload: None,
         }
     }
 }
@@ -279,6 +359,10 @@ impl FileConfig {
                 return Err(invalid(format!("{key}: must be at least 1")));
             }
         }
+        check_clients(&config.client).map_err(invalid)?;
+        if let Some(Err(message)) = config.keep_versions.map(|n| check_keep_versions("keep_versions", n)) {
+            return Err(invalid(message));
+        }
         if let Some(Err(message)) = config.bot_patience_ms.map(|ms| check_bot_patience("bot_patience_ms", ms)) {
             return Err(invalid(message));
         }
@@ -298,6 +382,123 @@ impl FileConfig {
         }
         Ok(config)
     }
+}
+
+/// Names are short, unique and plain; each has exactly one token source.
+fn check_clients(clients: &[ClientConfig]) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    for c in clients {
+        let plain = c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+        if c.name.is_empty() || c.name.len() > MAX_CLIENT_NAME || !plain {
+            return Err(format!("client: name {:?} must be 1 to {MAX_CLIENT_NAME} of A-Z a-z 0-9 - _ .", c.name));
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err(format!("client: name {:?} appears twice", c.name));
+        }
+        match (&c.token, &c.token_env) {
+            (Some(t), None) if !t.is_empty() => {}
+            (None, Some(_)) => {}
+            _ => return Err(format!("client {}: give exactly one of `token` (not empty) and `token_env`", c.name)),
+        }
+    }
+    Ok(())
+}
+
+/// `keep_versions` is 1 to `MAX_KEEP_VERSIONS`.
+fn check_keep_versions(key: &str, n: usize) -> Result<(), String> {
+    if !(1..=MAX_KEEP_VERSIONS).contains(&n) {
+        return Err(format!("{key}: must be 1 to {MAX_KEEP_VERSIONS}"));
+    }
+    Ok(())
+}
+
+impl FileConfig {
+    /// The tokens this file gives, with `token` and `admin_token` from flags
+    /// winning; a client's `token_env` is read now. Every token must differ
+    /// from every other, so a token names one client.
+    pub fn tokens(&self, token: Option<String>, admin: Option<String>, path: &Path) -> Result<Tokens, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        let client = token.or(self.token.clone()).filter(|t| !t.is_empty());
+        let admin = admin.or(self.admin_token.clone()).filter(|t| !t.is_empty());
+        let mut clients = Vec::new();
+        for c in &self.client {
+            let token = match (&c.token, &c.token_env) {
+                (Some(token), _) => token.clone(),
+                (None, Some(var)) => std::env::var(var)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| invalid(format!("client {}: the environment variable {var} is not set", c.name)))?,
+                (None, None) => return Err(invalid(format!("client {}: no token", c.name))),
+            };
+            clients.push(Arc::new(ScopedClient { name: c.name.clone(), token, permissions: c.permissions.clone() }));
+        }
+        let mut all: Vec<&str> = clients.iter().map(|c| c.token.as_str()).collect();
+        all.extend(client.as_deref());
+        all.extend(admin.as_deref());
+        let distinct: std::collections::HashSet<&str> = all.iter().copied().collect();
+        if distinct.len() != all.len() {
+            return Err(invalid("token, admin_token and each client's token must all differ".into()));
+        }
+        Ok(Tokens { client, admin, clients })
+    }
+}
+
+/// How long the config file's writes must settle before it is re-read.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Re-reads the tokens (`token`, `admin_token`, `[[client]]`) whenever the
+/// config file changes, until `stop`. A file that does not parse changes
+/// nothing, and the log says why. Other keys take effect at the next start.
+pub fn watch_tokens(reload: Reload, auth: Arc<Auth>, stop: CancellationToken) -> Result<(), ConfigError> {
+    use notify_debouncer_full::notify::RecursiveMode;
+    let path = std::fs::canonicalize(&reload.path)
+        .map_err(|source| ConfigError::Read { path: reload.path.clone(), source })?;
+    let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
+    let watch_error = |e: notify_debouncer_full::notify::Error| ConfigError::Read {
+        path: reload.path.clone(),
+        source: std::io::Error::other(e),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut debouncer = notify_debouncer_full::new_debouncer(RELOAD_DEBOUNCE, None, move |result| {
+        let _ = tx.send(result);
+    })
+    .map_err(watch_error)?;
+    // The folder, not the file: editors replace the file with a new one.
+    debouncer.watch(&dir, RecursiveMode::NonRecursive).map_err(watch_error)?;
+    tokio::spawn(async move {
+        let _debouncer = debouncer;
+        loop {
+            let events = tokio::select! {
+                _ = stop.cancelled() => return,
+                batch = rx.recv() => match batch {
+                    Some(Ok(events)) => events,
+                    Some(Err(_)) => continue,
+                    None => return,
+                },
+            };
+            let ours = events.iter().flat_map(|e| e.paths.iter()).any(|p| p.file_name() == path.file_name());
+            if !ours {
+                continue;
+            }
+            let read = {
+                let reload = reload.clone();
+                tokio::task::spawn_blocking(move || reload.tokens()).await
+            };
+            match read {
+                Ok(Ok(tokens)) if tokens == *auth.current() => {}
+                Ok(Ok(tokens)) => {
+                    tracing::info!(clients = tokens.clients.len(), "config file changed: tokens reloaded");
+                    auth.replace(tokens);
+                }
+                Ok(Err(e)) => tracing::error!(
+                    "config file changed but is refused; the tokens stay as they were: {}",
+                    crate::error_chain(&e)
+                ),
+                Err(e) => tracing::error!("reading the config file: {e}"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Longest `bot_patience_ms`: a client never waits longer than this for a bot.
@@ -331,6 +532,16 @@ impl Settings {
         if let Some(Err(message)) = args.bot_patience_ms.map(|ms| check_bot_patience("--bot-patience-ms", ms)) {
             return Err(ConfigError::Invalid { path: "--".into(), message });
         }
+        if let Some(Err(message)) = args.keep_versions.map(|n| check_keep_versions("--keep-versions", n)) {
+            return Err(ConfigError::Invalid { path: "--".into(), message });
+        }
+        let config_path = args.config.clone().unwrap_or_default();
+        let tokens = file.tokens(args.token.clone(), args.admin_token.clone(), &config_path)?;
+        let reload = args.config.clone().map(|path| Reload {
+            path,
+            token: args.token.clone(),
+            admin_token: args.admin_token.clone(),
+        });
         for (key, value) in [
             ("max-bot-bytes", args.max_bot_bytes),
             ("max-bot-config-bytes", args.max_bot_config_bytes),
@@ -347,7 +558,7 @@ impl Settings {
             max_bots: args.max_bots.or(file.max_bots).unwrap_or(d.max_bots).max(1),
             ephemeral: args.ephemeral || file.ephemeral.unwrap_or(false),
             ws: WsConfig {
-                token: args.token.clone().or(file.token).filter(|t| !t.is_empty()),
+                token: tokens.client.clone(),
                 max_frame: args.max_frame.or(file.max_frame).unwrap_or(d.ws.max_frame),
                 ping_interval: args
                     .ping_interval
@@ -391,6 +602,10 @@ impl Settings {
                 allowed_hosts: file.media_hosts,
                 max_bytes: args.media_max_bytes.or(file.media_max_bytes).unwrap_or(d.media.max_bytes),
             },
+            admin_token: tokens.admin,
+            clients: tokens.clients,
+            keep_versions: args.keep_versions.or(file.keep_versions).unwrap_or(d.keep_versions),
+            reload,
         })
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
@@ -20,8 +21,10 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::authorized;
+use crate::auth::Auth;
+use crate::wasm::limits::BotConfig;
 use crate::wasm::logbook::{HostUpdate, LogLine};
+use crate::wasm::versions::VersionInfo;
 use crate::wasm::{RunState, WasmHost};
 
 const INDEX: &str = include_str!("console/index.html");
@@ -35,12 +38,12 @@ const REFRESH: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 struct ConsoleState {
     wasm: WasmHost,
-    token: Option<String>,
+    auth: Arc<Auth>,
     shutdown: CancellationToken,
 }
 
-pub fn router(wasm: WasmHost, token: Option<String>, shutdown: CancellationToken) -> Router {
-    let state = ConsoleState { wasm, token, shutdown };
+pub fn router(wasm: WasmHost, auth: Arc<Auth>, shutdown: CancellationToken) -> Router {
+    let state = ConsoleState { wasm, auth, shutdown };
     Router::new()
         .route("/", get(index))
         .route("/console.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT) }))
@@ -56,8 +59,14 @@ fn refuse() -> Response {
     (StatusCode::UNAUTHORIZED, "bad or missing token: open the console as /?token=TOKEN").into_response()
 }
 
+/// The console and the bots list are for the operator: the client token or
+/// the admin token (or anyone, when neither is set), not a scoped client.
+fn may_watch(state: &ConsoleState, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
+    state.auth.identify(headers, query).is_some_and(|who| who.may_watch())
+}
+
 async fn index(State(state): State<ConsoleState>, Query(query): Params, headers: HeaderMap) -> Response {
-    if !authorized(state.token.as_deref(), &headers, &query) {
+    if !may_watch(&state, &headers, &query) {
         return refuse();
     }
     Html(INDEX).into_response()
@@ -92,6 +101,12 @@ struct BotView {
     rejected: Option<String>,
     /// Log lines dropped for going over the bot's log rate, ever.
     logs_dropped: u64,
+    /// The running build's SHA-256 (what `sha256 = "…"` pins).
+    sha256: Option<String>,
+    /// Its `NAME.toml` as the host read it (secrets by the variable they come from, never their values).
+    config: Option<BotConfig>,
+    /// Kept versions, oldest first, for rollback.
+    versions: Vec<VersionInfo>,
 }
 
 fn views(wasm: &WasmHost) -> Vec<BotView> {
@@ -104,7 +119,11 @@ fn views(wasm: &WasmHost) -> Vec<BotView> {
                 RunState::Parked { reason } => (PanelState::Parked, Some(reason)),
             };
             let logs_dropped = wasm.logbook().dropped(&s.name);
+            let versions = wasm.kept_versions(&s.name);
             BotView {
+                sha256: Some(s.sha256),
+                config: Some(s.config),
+                versions,
                 name: s.name,
                 state,
                 reason,
@@ -123,6 +142,9 @@ fn views(wasm: &WasmHost) -> Vec<BotView> {
         if !all.iter().any(|b| b.name == name) {
             let logs_dropped = wasm.logbook().dropped(&name);
             all.push(BotView {
+                sha256: None,
+                config: None,
+                versions: wasm.kept_versions(&name),
                 name,
                 state: PanelState::Failed,
                 reason: Some(why.clone()),
@@ -148,7 +170,7 @@ struct Snapshot {
 }
 
 async fn bots(State(state): State<ConsoleState>, Query(query): Params, headers: HeaderMap) -> Response {
-    if !authorized(state.token.as_deref(), &headers, &query) {
+    if !may_watch(&state, &headers, &query) {
         return refuse();
     }
     let wasm = &state.wasm;
@@ -166,7 +188,7 @@ fn log_event(line: &LogLine) -> SseEvent {
 /// `bots` (the whole list) whenever it changes, and `log` for every new line;
 /// first the list and every kept line.
 async fn bot_events(State(state): State<ConsoleState>, Query(query): Params, headers: HeaderMap) -> Response {
-    if !authorized(state.token.as_deref(), &headers, &query) {
+    if !may_watch(&state, &headers, &query) {
         return refuse();
     }
     Sse::new(updates(state.wasm.clone()).take_until(state.shutdown.cancelled_owned()))

@@ -4,6 +4,7 @@
 //! Data flows backend → [`bridge`] (registry IDs) → [`bus`] → consumers, and
 //! operations flow back through [`bridge::Bridge::execute`].
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backend;
@@ -14,6 +15,7 @@ pub mod console;
 pub mod http;
 pub mod ids;
 pub mod media;
+pub mod metrics;
 pub mod registry;
 pub mod schema;
 pub mod store;

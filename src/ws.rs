@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::authorized;
+use crate::auth::{Auth, Who};
 use crate::bridge::{Bridge, Caller};
 use crate::bus::{Frame, Json, Subscription};
 use crate::schema::{
@@ -41,6 +41,8 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code for a protocol violation (a bad opcode, an unmasked frame, …).
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code for a client whose token was revoked or whose scope changed.
+pub const CLOSE_REVOKED: u16 = 4003;
 /// Close code when the bridge shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -49,7 +51,7 @@ const MAX_BATCH: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct WsConfig {
-    /// Required token, if any.
+    /// The unrestricted client token, if any (scoped ones are in `auth::Tokens`).
     pub token: Option<String>,
     /// Largest accepted client frame, bytes.
     pub max_frame: usize,
@@ -66,14 +68,15 @@ impl Default for WsConfig {
 #[derive(Clone)]
 struct AppState {
     bridge: Arc<Bridge>,
+    auth: Arc<Auth>,
     config: Arc<WsConfig>,
     shutdown: CancellationToken,
     clients: Arc<AtomicU64>,
 }
 
 /// The HTTP routes: `/ws`.
-pub fn router(bridge: Arc<Bridge>, config: WsConfig, shutdown: CancellationToken) -> Router {
-    let state = AppState { bridge, config: Arc::new(config), shutdown, clients: Arc::new(AtomicU64::new(0)) };
+pub fn router(bridge: Arc<Bridge>, auth: Arc<Auth>, config: WsConfig, shutdown: CancellationToken) -> Router {
+    let state = AppState { bridge, auth, config: Arc::new(config), shutdown, clients: Arc::new(AtomicU64::new(0)) };
     Router::new().route("/ws", get(upgrade)).with_state(state)
 }
 
@@ -83,9 +86,11 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !authorized(state.config.token.as_deref(), &headers, &query) {
-        return (StatusCode::UNAUTHORIZED, "bad or missing token").into_response();
-    }
+    let who = match state.auth.identify(&headers, &query) {
+        Some(who) if who.may_connect() => who,
+        Some(_) => return (StatusCode::UNAUTHORIZED, "the admin token is for the admin API, not /ws").into_response(),
+        None => return (StatusCode::UNAUTHORIZED, "bad or missing token").into_response(),
+    };
     let since = match query.get("since").map(|s| s.parse::<u64>()) {
         None => None,
         Some(Ok(s)) => Some(s),
@@ -93,27 +98,65 @@ async fn upgrade(
     };
     let outgoing = matches!(query.get("outgoing").map(String::as_str), Some("1" | "true"));
     let n = state.clients.fetch_add(1, Ordering::Relaxed) + 1;
-    let name = match query.get("name") {
-        Some(name) if !name.is_empty() && name.len() <= 64 => format!("{name}#{n}"),
-        _ => format!("client#{n}"),
+    // A scoped client is named by the config, everywhere; others by `?name=`.
+    let (name, caller) = match &who {
+        Who::Scoped(client) => {
+            (format!("{}#{n}", client.name), Caller::scoped(&client.name, Arc::new(client.permissions.clone())))
+        }
+        _ => {
+            let name = match query.get("name") {
+                Some(name) if !name.is_empty() && name.len() <= 64 => format!("{name}#{n}"),
+                _ => format!("client#{n}"),
+            };
+            (name.clone(), Caller::unrestricted(name))
+        }
     };
+    let revoked = CancellationToken::new();
+    if let Who::Scoped(client) = who {
+        tokio::spawn(watch_revocation(state.auth.subscribe(), client, revoked.clone(), state.shutdown.clone()));
+    }
     let limit = state.config.max_frame;
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket: WebSocket| {
         let span = tracing::info_span!("ws", client = %name);
         async move {
+            let _counted = state.bridge.metrics().ws_connected();
             let sub = state.bridge.bus().subscribe(&name, outgoing, since);
             let session = Session {
                 bridge: state.bridge.clone(),
-                caller: Caller::unrestricted(name),
+                caller,
                 ping_interval: state.config.ping_interval,
                 shutdown: state.shutdown.clone(),
+                revoked: revoked.clone(),
             };
             tracing::info!(?since, outgoing, "connected");
             let end = serve(socket, sub, session).await;
+            revoked.cancel();
             tracing::info!(?end, "disconnected");
         }
         .instrument(span)
     })
+}
+
+/// Cancels `revoked` once the config no longer lists `client` as it was
+/// (its token revoked or its scope changed), or when the connection ends.
+async fn watch_revocation(
+    mut tokens: tokio::sync::watch::Receiver<Arc<crate::auth::Tokens>>,
+    client: Arc<crate::auth::ScopedClient>,
+    revoked: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = revoked.cancelled() => return,
+            _ = shutdown.cancelled() => return,
+            changed = tokens.changed() => {
+                if changed.is_err() || !tokens.borrow_and_update().still_has(&client) {
+                    revoked.cancel();
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// One connection's context.
@@ -122,6 +165,8 @@ pub struct Session {
     pub caller: Caller,
     pub ping_interval: Duration,
     pub shutdown: CancellationToken,
+    /// Fires when the client's token is revoked (closed with 4003).
+    pub revoked: CancellationToken,
 }
 
 /// Why a connection ended.
@@ -134,6 +179,8 @@ pub enum End {
     },
     Idle,
     Shutdown,
+    /// The client's `[[client]]` entry changed or went away.
+    Revoked,
     /// The client broke the WebSocket protocol; closed with `code`.
     Protocol {
         code: u16,
@@ -171,6 +218,7 @@ where
         End::Lagged { last_seq } => Some(close(CLOSE_LAGGED, &format!("lagged; resume with since={last_seq}"))),
         End::Idle => Some(close(CLOSE_IDLE, "no pong")),
         End::Shutdown => Some(close(CLOSE_GOING_AWAY, "bridge shutting down")),
+        End::Revoked => Some(close(CLOSE_REVOKED, "token revoked or scope changed; reconnect")),
         End::Protocol { code, reason } => Some(close(*code, reason)),
         End::ClientClosed | End::Transport(_) => None,
     };
@@ -287,6 +335,7 @@ where
         tokio::select! {
             biased;
             _ = session.shutdown.cancelled() => return Err(End::Shutdown),
+            _ = session.revoked.cancelled() => return Err(End::Revoked),
             Some((id, outcome)) = conn.pending.next(), if !conn.pending.is_empty() => {
                 out.feed(text(&ResultFrame::new(id, outcome))).await?;
                 for _ in 1..MAX_BATCH {

@@ -111,6 +111,11 @@ pub trait Backend: Send + Sync + 'static {
     /// The account's own QQ number (`bot` on the wire).
     fn account(&self) -> AccountId;
 
+    /// Whether the account's upstream is connected (the sim world always is).
+    fn online(&self) -> bool {
+        true
+    }
+
     async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError>;
 
     /// Recalls message `backend_id` in `target`.

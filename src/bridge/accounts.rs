@@ -32,6 +32,11 @@ impl Bridge {
         self.accounts.read().keys().copied().collect()
     }
 
+    /// Whether `account` is configured and its upstream connected.
+    pub fn account_online(&self, account: AccountId) -> bool {
+        self.accounts.read().get(&account).is_some_and(|b| b.online())
+    }
+
     pub(super) fn backend(&self, account: Option<AccountId>) -> Result<(AccountId, Arc<dyn Backend>), OpError> {
         let accounts = self.accounts.read();
         let account = match account {

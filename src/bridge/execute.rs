@@ -14,8 +14,16 @@ use crate::schema::{
 };
 
 impl Bridge {
-    /// Runs one operation for `caller`. The single entry point for every consumer.
+    /// Runs one operation for `caller`. The single entry point for every
+    /// consumer; counted and timed for `/metrics`.
     pub async fn execute(&self, caller: &Caller, op: Operation) -> Result<OpData, OpError> {
+        let (kind, began) = (op.kind(), std::time::Instant::now());
+        let result = self.dispatch(caller, op).await;
+        self.metrics.operation(kind, &result, began.elapsed());
+        result
+    }
+
+    async fn dispatch(&self, caller: &Caller, op: Operation) -> Result<OpData, OpError> {
         let kind = op.kind();
         match op {
             Operation::Reply(c) => {

@@ -13,6 +13,7 @@ use crate::schema::{
 impl Bridge {
     /// Gives a backend event its registry IDs and publishes it. Returns its `seq`.
     pub fn ingest(&self, account: AccountId, event: BackendEvent) -> u64 {
+        self.metrics.event_in();
         let now = self.now_s();
         let (time, event) = match event {
             BackendEvent::Message(m) => (m.time, Event::Msg(self.message_event(account, m))),

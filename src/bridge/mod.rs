@@ -21,6 +21,7 @@ pub use self::permissions::{Caller, CallerKind, Permissions, Scope};
 use crate::backend::{Backend, EventSink};
 use crate::bus::Bus;
 use crate::media::MediaPolicy;
+use crate::metrics::Metrics;
 use crate::registry::{Clock, Registry};
 use crate::schema::AccountId;
 
@@ -30,15 +31,28 @@ pub struct Bridge {
     clock: Arc<dyn Clock>,
     media: MediaPolicy,
     accounts: RwLock<BTreeMap<AccountId, Arc<dyn Backend>>>,
+    metrics: Metrics,
 }
 
 impl Bridge {
     pub fn new(registry: Arc<Registry>, bus: Arc<Bus>, clock: Arc<dyn Clock>, media: MediaPolicy) -> Arc<Self> {
-        Arc::new(Self { registry, bus, clock, media, accounts: RwLock::new(BTreeMap::new()) })
+        Arc::new(Self {
+            registry,
+            bus,
+            clock,
+            media,
+            accounts: RwLock::new(BTreeMap::new()),
+            metrics: Metrics::default(),
+        })
     }
 
     pub fn bus(&self) -> &Arc<Bus> {
         &self.bus
+    }
+
+    /// What `/metrics` counts as it happens.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

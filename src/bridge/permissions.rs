@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::schema::{AccountId, ErrorCode, GroupId, OpError, OpKind, Target, UserId};
 
@@ -10,7 +10,7 @@ use crate::schema::{AccountId, ErrorCode, GroupId, OpError, OpKind, Target, User
 /// listing either `groups` or `friends` restricts chats to what is listed:
 /// a bot limited to some groups cannot talk in private chats unless their
 /// users are in `friends` (temp chats count as private).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Permissions {
     /// Accounts it may act for.
@@ -91,6 +91,11 @@ impl Caller {
     /// A WebSocket client: no restrictions but the media policy.
     pub fn unrestricted(name: impl Into<String>) -> Self {
         Self { name: name.into(), kind: CallerKind::Client, permissions: None }
+    }
+
+    /// A client of `[[client]]`, with its scope.
+    pub fn scoped(name: impl Into<String>, permissions: Arc<Permissions>) -> Self {
+        Self { name: name.into(), kind: CallerKind::Client, permissions: Some(permissions) }
     }
 
     /// A wasm bot with the permissions of its `NAME.toml`.

@@ -16,12 +16,13 @@ use super::bindings::{botbridge::bot as v0_2, v0_1::botbridge::bot as v0_1};
 use super::convert::SharedEvents;
 use super::folder::{self, FileError, bot_name};
 use super::kv::Buckets;
-use super::limits::{BotConfig, BotConfigError, LogGate, MAX_MEMORY_MB};
+use super::limits::{BotConfig, BotConfigError, LogGate, MAX_MEMORY_MB, sha256_hex};
 use super::logbook::{LogLevel, Logbook};
 use super::runner::{BotStatus, RunState, Runner};
 use super::settings::{MissingSecret, Settings};
 use super::store::{BotLog, BotState, BotTemplate, LiveBot, TICK_MS};
 use super::timers::TimerBook;
+use super::versions::{VersionInfo, Versions};
 use crate::bridge::Bridge;
 
 /// How long the watcher waits for writes to a file to settle.
@@ -39,6 +40,10 @@ pub struct HostConfig {
     pub max_bot_bytes: u64,
     /// Largest `NAME.toml` read, bytes.
     pub max_bot_config_bytes: u64,
+    /// Where the last versions of each bot are kept for rollback; None: not kept.
+    pub versions_dir: Option<PathBuf>,
+    /// Versions of each bot kept.
+    pub keep_versions: usize,
 }
 
 /// A wasmtime (or other) error kept as a source where the error holding it
@@ -80,15 +85,66 @@ pub enum LoadError {
     Link { path: PathBuf, source: Cause },
     #[error("{path}: init failed")]
     Init { path: PathBuf, source: Cause },
+    #[error("{path}: pinned to sha256 {pinned}, but this build is {found}")]
+    Pinned { path: PathBuf, pinned: String, found: String },
+}
+
+/// What a deploy does with the bot's `NAME.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Leave the file as it is (or absent).
+    Keep,
+    Replace(Vec<u8>),
+    Remove,
+}
+
+/// Why a deploy, rollback or removal did not happen. Nothing in the folder
+/// changed, and the running version (if any) runs on.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("`{name}` is not a bot name (1 to 64 of A-Z a-z 0-9 - _)")]
+    BadName { name: String },
+    #[error("refused")]
+    Refused(#[from] LoadError),
+    #[error("bot {name}: no such bot")]
+    NoBot { name: String },
+    #[error("bot {name}: version {version} is not kept")]
+    NoVersion { name: String, version: String },
+    #[error("bot {name}: no kept version before the running one")]
+    NoEarlier { name: String },
+    #[error("bot {name}: versions are not kept (no state folder)")]
+    NotKept { name: String },
+    #[error("{path}: cannot write")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// A bot's files as read (or uploaded), before anything is compiled.
+pub(super) struct BotFiles {
+    pub(super) wasm: Vec<u8>,
+    pub(super) toml: Option<Vec<u8>>,
+    config: BotConfig,
+    settings: Settings,
+    sha256: String,
+}
+
+/// A version that compiled and fits the world, not yet instantiated.
+pub(super) struct Checked {
+    version: String,
+    files: BotFiles,
+    pre: wasmtime::component::InstancePre<BotState>,
 }
 
 /// A version ready to run: compiled, linked, instantiated, `init` done.
 struct Prepared {
     version: String,
+    sha256: String,
     config: BotConfig,
     settings: Arc<Settings>,
     template: Arc<BotTemplate>,
     live: LiveBot,
+    /// The files, for the version store.
+    wasm: Vec<u8>,
+    toml: Option<Vec<u8>>,
 }
 
 struct Slot {
@@ -115,6 +171,7 @@ struct Inner {
     rejected: Mutex<HashMap<String, String>>,
     logbook: Arc<Logbook>,
     events: Arc<SharedEvents>,
+    versions: Option<Versions>,
 }
 
 /// The wasm bot host. Cheap to clone.
@@ -192,6 +249,7 @@ impl WasmHost {
                 }
             })
             .map_err(HostError::Thread)?;
+        let versions = config.versions_dir.clone().map(|dir| Versions::new(dir, config.keep_versions));
         let timers = TimerBook::new(kv.clone());
         let kv = Buckets::new(kv);
         Ok(Self {
@@ -207,12 +265,53 @@ impl WasmHost {
                 rejected: Mutex::new(HashMap::new()),
                 logbook: Arc::new(Logbook::default()),
                 events: Arc::default(),
+                versions,
             }),
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.inner.config.dir
+    }
+
+    pub(super) fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    /// Kept versions of `name`, oldest first, as last read or written (no I/O).
+    pub fn kept_versions(&self, name: &str) -> Vec<VersionInfo> {
+        self.inner.versions.as_ref().map(|v| v.cached(name)).unwrap_or_default()
+    }
+
+    pub(super) fn version_store(&self) -> Option<&Versions> {
+        self.inner.versions.as_ref()
+    }
+
+    /// Keeps a version that just loaded, for rollback (off the runtime threads).
+    async fn keep_version(&self, name: &str, version: &str, sha256: &str, wasm: Vec<u8>, toml: Option<Vec<u8>>) {
+        if self.inner.versions.is_none() {
+            return;
+        }
+        let host = self.clone();
+        let info = VersionInfo {
+            version: version.to_owned(),
+            sha256: sha256.to_owned(),
+            bytes: wasm.len() as u64,
+            saved_at: SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            has_config: toml.is_some(),
+        };
+        let name = name.to_owned();
+        let kept = tokio::task::spawn_blocking(move || {
+            let Some(versions) = host.inner.versions.as_ref() else { return Ok(()) };
+            versions.record(&name, info, &wasm, toml.as_deref()).map_err(|e| (name, e))
+        })
+        .await;
+        if let Ok(Err((name, e))) = kept {
+            tracing::warn!(bot = name, "cannot keep this version for rollback: {e}");
+        }
     }
 
     /// Every loaded bot, by name.
@@ -234,6 +333,11 @@ impl WasmHost {
     /// A value in bot `bot`'s kv data, if the bot ran since start-up.
     pub fn kv_get(&self, bot: &str, key: &str) -> Option<Vec<u8>> {
         self.inner.kv.loaded(bot)?.get(key)
+    }
+
+    /// Bytes of bot `bot`'s kv data, if the bot ran since start-up.
+    pub fn kv_bytes(&self, bot: &str) -> Option<usize> {
+        Some(self.inner.kv.loaded(bot)?.bytes())
     }
 
     /// Recent log lines of every bot, and a feed of new ones and of status changes.
@@ -267,21 +371,36 @@ impl WasmHost {
         }
     }
 
+    /// The lock that makes loads of bot `name` happen one at a time
+    /// (different bots load in parallel), so two events for one file, or a
+    /// deploy and the watcher, never load it twice.
+    pub(super) fn load_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner.loading.lock().entry(name.to_owned()).or_default().clone()
+    }
+
     /// Brings bot `name` in line with the folder: loads, replaces or unloads it.
     pub async fn sync(&self, name: &str) -> Result<(), LoadError> {
-        // One sync of a bot at a time (different bots in parallel), so two
-        // events for one file never load it twice.
-        let lock = self.inner.loading.lock().entry(name.to_owned()).or_default().clone();
+        let lock = self.load_lock(name);
         let _one_at_a_time = lock.lock().await;
+        self.sync_locked(name).await
+    }
+
+    pub(super) async fn sync_locked(&self, name: &str) -> Result<(), LoadError> {
         let result = match self.read_files(name).await {
             Ok(None) => {
                 self.unload(name).await;
                 return Ok(());
             }
-            Ok(Some((wasm, config, settings))) => self.load(name, wasm, config, settings).await,
+            Ok(Some(files)) => self.load(name, files).await,
             Err(e) => Err(e),
         };
-        match &result {
+        self.note_outcome(name, &result);
+        result
+    }
+
+    /// Shows a refusal (on the panel, in the log) until the next good load.
+    pub(super) fn note_outcome(&self, name: &str, result: &Result<(), LoadError>) {
+        match result {
             Ok(()) => {
                 self.inner.rejected.lock().remove(name);
             }
@@ -296,72 +415,80 @@ impl WasmHost {
                 self.inner.logbook.changed();
             }
         }
-        result
     }
 
-    /// Reads `NAME.wasm` and its `NAME.toml` (off the runtime threads, capped)
-    /// and resolves its secrets; None when there is no `NAME.wasm`.
-    async fn read_files(&self, name: &str) -> Result<Option<(Vec<u8>, BotConfig, Settings)>, LoadError> {
+    /// Reads `NAME.wasm` and its `NAME.toml` (off the runtime threads, capped);
+    /// None when there is no `NAME.wasm`.
+    async fn read_files(&self, name: &str) -> Result<Option<BotFiles>, LoadError> {
         let config = &self.inner.config;
         let (dir, name, max_wasm, max_toml) =
             (config.dir.clone(), name.to_owned(), config.max_bot_bytes, config.max_bot_config_bytes);
         let read = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
             let Some(wasm) = folder::read(&dir, &format!("{name}.wasm"), max_wasm)? else { return Ok(None) };
-            let toml_name = format!("{name}.toml");
-            let toml = folder::read(&dir, &toml_name, max_toml)?;
-            let config = BotConfig::parse(toml.as_deref())
-                .map_err(|source| LoadError::Config { path: dir.join(&toml_name), source })?;
-            let settings = Settings::resolve(&name, &config)
-                .map_err(|source| LoadError::Secret { path: dir.join(&toml_name), source })?;
-            Ok(Some((wasm, config, settings)))
+            let toml = folder::read(&dir, &format!("{name}.toml"), max_toml)?;
+            parse_files(&dir, &name, wasm, toml).map(Some)
         });
         read.await.map_err(|e| LoadError::Read { path: self.inner.config.dir.clone(), source: cause(e) })?
     }
 
-    /// Makes `bytes` the running version of bot `name`, unless it already is.
-    async fn load(&self, name: &str, bytes: Vec<u8>, config: BotConfig, settings: Settings) -> Result<(), LoadError> {
-        if let Some(ready) = self.prepare(name, bytes, config, settings).await? {
-            self.swap_in(name, ready).await;
-        }
+    /// Makes these files the running version of bot `name`, unless it already is.
+    async fn load(&self, name: &str, files: BotFiles) -> Result<(), LoadError> {
+        let Some(checked) = self.check_files(name, files).await? else { return Ok(()) };
+        self.start_checked(name, checked).await
+    }
+
+    /// Instantiates a checked version, runs its `init`, and swaps it in.
+    pub(super) async fn start_checked(&self, name: &str, checked: Checked) -> Result<(), LoadError> {
+        let ready = self.prepare(name, checked).await?;
+        self.swap_in(name, ready).await;
         Ok(())
     }
 
-    /// Everything that may fail, while the old version keeps running:
-    /// compile (or take from the cache), link, instantiate, `init`. None when
-    /// this version with this config already runs.
-    async fn prepare(
-        &self,
-        name: &str,
-        bytes: Vec<u8>,
-        config: BotConfig,
-        settings: Settings,
-    ) -> Result<Option<Prepared>, LoadError> {
+    /// What may fail without running the bot: its config, its secrets, its
+    /// pin, compiling (or the cache) and linking. None when this version
+    /// with this config already runs.
+    pub(super) async fn check_files(&self, name: &str, files: BotFiles) -> Result<Option<Checked>, LoadError> {
         let inner = &self.inner;
         let path = inner.config.dir.join(format!("{name}.wasm"));
-        let version = blake3::hash(&bytes).to_hex()[..16].to_owned();
+        let version = blake3::hash(&files.wasm).to_hex()[..16].to_owned();
         {
             let slots = inner.slots.lock();
             if let Some(slot) = slots.get(name)
                 && slot.version == version
-                && slot.config == config
-                && *slot.settings == settings
+                && slot.config == files.config
+                && *slot.settings == files.settings
                 && matches!(slot.status.lock().state, RunState::Running)
             {
                 return Ok(None);
             }
         }
-        if is_core_module(&bytes) {
+        if let Some(pinned) = &files.config.sha256
+            && *pinned != files.sha256
+        {
+            return Err(LoadError::Pinned { path, pinned: pinned.clone(), found: files.sha256 });
+        }
+        if is_core_module(&files.wasm) {
             return Err(LoadError::CoreModule { path });
         }
         let (engine, cache, key) = (inner.engine.clone(), inner.config.cache_dir.clone(), version.clone());
-        let component = tokio::task::spawn_blocking(move || compile(&engine, &bytes, &key, cache.as_deref()))
-            .await
-            .map_err(|e| LoadError::Compile { path: path.clone(), source: cause(e) })?
-            .map_err(|e| LoadError::Compile { path: path.clone(), source: cause(e) })?;
-        let pre = inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link { path: path.clone(), source: cause(e) })?;
+        let (component, files) = tokio::task::spawn_blocking(move || {
+            let compiled = compile(&engine, &files.wasm, &key, cache.as_deref());
+            compiled.map(|c| (c, files))
+        })
+        .await
+        .map_err(|e| LoadError::Compile { path: path.clone(), source: cause(e) })?
+        .map_err(|e| LoadError::Compile { path: path.clone(), source: cause(e) })?;
+        let pre = inner.linker.instantiate_pre(&component).map_err(|e| LoadError::Link { path, source: cause(e) })?;
+        Ok(Some(Checked { version, files, pre }))
+    }
+
+    /// Instantiates a checked version and runs its `init`, while the old
+    /// version keeps running.
+    async fn prepare(&self, name: &str, checked: Checked) -> Result<Prepared, LoadError> {
+        let inner = &self.inner;
+        let path = inner.config.dir.join(format!("{name}.wasm"));
+        let Checked { version, files, pre } = checked;
+        let BotFiles { wasm, toml, config, settings, sha256 } = files;
         let settings = Arc::new(settings);
         let template = Arc::new(BotTemplate {
             name: Arc::from(name),
@@ -380,16 +507,18 @@ impl WasmHost {
                 settings: settings.clone(),
             },
             http_in_flight: Arc::new(tokio::sync::Semaphore::new(config.http_max_in_flight as usize)),
+            metrics: inner.bridge.metrics().bot(name),
         });
         let live = template.instantiate().await.map_err(|e| LoadError::Init { path, source: cause(e) })?;
-        Ok(Some(Prepared { version, config, settings, template, live }))
+        Ok(Prepared { version, sha256, config, settings, template, live, wasm, toml })
     }
 
     /// Stops the old version (its status stays visible until the new one
     /// replaces it) and starts the new one where the old one stopped. Cannot fail.
     async fn swap_in(&self, name: &str, ready: Prepared) {
         let inner = &self.inner;
-        let Prepared { version, config, settings, template, live } = ready;
+        let Prepared { version, sha256, config, settings, template, live, wasm, toml } = ready;
+        self.keep_version(name, &version, &sha256, wasm, toml).await;
         let old = inner.slots.lock().get_mut(name).map(|old| (old.stop.clone(), old.task.take()));
         let since = match old {
             Some((stop, task)) => {
@@ -405,6 +534,8 @@ impl WasmHost {
         let status = Arc::new(Mutex::new(BotStatus {
             name: name.to_owned(),
             version: version.clone(),
+            sha256,
+            config: config.clone(),
             state: RunState::Running,
             loaded_at: SystemTime::now(),
             handled: 0,
@@ -506,6 +637,17 @@ impl WasmHost {
             }
         }))
     }
+}
+
+/// Parses a bot's files: its config, its secrets, its build's SHA-256.
+/// Blocking (SHA-256 of a large component takes a while).
+pub(super) fn parse_files(dir: &Path, name: &str, wasm: Vec<u8>, toml: Option<Vec<u8>>) -> Result<BotFiles, LoadError> {
+    let toml_path = || dir.join(format!("{name}.toml"));
+    let config = BotConfig::parse(toml.as_deref()).map_err(|source| LoadError::Config { path: toml_path(), source })?;
+    let settings =
+        Settings::resolve(name, &config).map_err(|source| LoadError::Secret { path: toml_path(), source })?;
+    let sha256 = sha256_hex(&wasm);
+    Ok(BotFiles { wasm, toml, config, settings, sha256 })
 }
 
 /// Compiles, or loads from the cache (`CACHE/HASH.cwasm`, written to a new file

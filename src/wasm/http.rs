@@ -26,6 +26,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use super::limits::BotConfig;
 use super::logbook::LogLevel;
 use super::store::BotLog;
+use crate::metrics::{BotMetrics, HttpOutcome};
 
 /// One `allowed_hosts` entry: scheme, host and port, as in
 /// `"https://api.example.com"`, `"http://127.0.0.1:11434"` or
@@ -46,6 +47,13 @@ enum HostPattern {
     Ip(IpAddr),
     /// `*.suffix`: names that end in `.suffix`.
     Subdomains(String),
+}
+
+/// Written as it is read: `"https://api.example.com"`.
+impl serde::Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 impl fmt::Display for Origin {
@@ -145,10 +153,11 @@ pub struct OutboundHttp {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     log: BotLog,
+    metrics: BotMetrics,
 }
 
 impl OutboundHttp {
-    pub fn new(config: &BotConfig, in_flight: Arc<Semaphore>, log: BotLog) -> Self {
+    pub fn new(config: &BotConfig, in_flight: Arc<Semaphore>, log: BotLog, metrics: BotMetrics) -> Self {
         Self {
             allowed: config.allowed_hosts.clone().into(),
             timeout: Duration::from_millis(config.http_timeout_ms),
@@ -156,6 +165,7 @@ impl OutboundHttp {
             in_flight,
             max_in_flight: config.http_max_in_flight as usize,
             log,
+            metrics,
         }
     }
 
@@ -210,8 +220,8 @@ impl WasiHttpHooks for OutboundHttp {
         let admitted = self.admit(request.uri());
         let deadline = Instant::now() + self.timeout;
         let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(self.timeout).min(self.timeout);
-        let (max_bytes, log) = (self.max_bytes, self.log.clone());
-        Box::new(async move {
+        let (max_bytes, log, metrics) = (self.max_bytes, self.log.clone(), self.metrics.clone());
+        let exchange = async move {
             let host_name =
                 request.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
             let connected = async {
@@ -254,6 +264,19 @@ impl WasiHttpHooks for OutboundHttp {
                 .boxed_unsync()
             });
             Ok((response, io))
+        };
+        Box::new(async move {
+            let result = exchange.await;
+            metrics.http(match &result {
+                Ok(_) => HttpOutcome::Ok,
+                Err(Error::HttpRequestDenied | Error::ConnectionLimitReached | Error::DestinationIpProhibited) => {
+                    HttpOutcome::Refused
+                }
+                Err(Error::HttpResponseTimeout | Error::ConnectionTimeout) => HttpOutcome::Timeout,
+                Err(Error::HttpResponseBodySize(_)) => HttpOutcome::TooLarge,
+                Err(_) => HttpOutcome::Error,
+            });
+            result
         })
     }
 }

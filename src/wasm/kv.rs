@@ -82,6 +82,11 @@ impl Buckets {
 }
 
 impl Bucket {
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> usize {
+        self.map.lock().bytes
+    }
+
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.map.lock().entries.get(key).cloned()
     }

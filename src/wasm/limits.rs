@@ -4,15 +4,18 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use super::http::Origin;
 use crate::bridge::Permissions;
 
 /// `bots/NAME.toml`. Every key is optional.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BotConfig {
+    /// The SHA-256 (hex) of the only build of this bot the host will run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Linear memory cap, MiB.
     pub memory_mb: u64,
     /// CPU time one call (init or one event) may take, milliseconds.
@@ -46,7 +49,7 @@ pub struct BotConfig {
 }
 
 /// Where a secret comes from: `api_key = { env = "OPENAI_API_KEY" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
     pub env: String,
@@ -55,6 +58,7 @@ pub struct SecretSource {
 impl Default for BotConfig {
     fn default() -> Self {
         Self {
+            sha256: None,
             memory_mb: 64,
             cpu_ms: 200,
             ops_per_second: 20.0,
@@ -72,6 +76,12 @@ impl Default for BotConfig {
             secrets: BTreeMap::new(),
         }
     }
+}
+
+/// The SHA-256 of a component, as `sha256 = "…"` pins it (lower-case hex).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Largest memory cap a bot may ask for, MiB (the pooling allocator's slot size).
@@ -105,6 +115,8 @@ pub enum BotConfigError {
     OutOfRange { key: &'static str, range: String },
     #[error("`{key}` is in both [config] and [secrets]")]
     ConfigAndSecret { key: String },
+    #[error("sha256 must be 64 hex digits")]
+    BadPin,
 }
 
 impl BotConfig {
@@ -113,7 +125,7 @@ impl BotConfig {
     pub fn parse(text: Option<&[u8]>) -> Result<Self, BotConfigError> {
         let Some(bytes) = text else { return Ok(Self::default()) };
         let text = std::str::from_utf8(bytes).map_err(|e| BotConfigError::NotUtf8 { valid_up_to: e.valid_up_to() })?;
-        let config: Self = toml::from_str(text).map_err(|e| BotConfigError::Syntax {
+        let mut config: Self = toml::from_str(text).map_err(|e| BotConfigError::Syntax {
             line: e.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1)),
             redacted: redact_quoted(e.message()),
         })?;
@@ -121,7 +133,10 @@ impl BotConfig {
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), BotConfigError> {
+    fn check(&mut self) -> Result<(), BotConfigError> {
+        if let Some(pin) = &mut self.sha256 {
+            pin.make_ascii_lowercase();
+        }
         let out = |key: &'static str, range: String| Err(BotConfigError::OutOfRange { key, range });
         let rate_ok = |r: f64| r.is_finite() && (0.0..=MAX_RATE).contains(&r);
         if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
@@ -153,6 +168,11 @@ impl BotConfig {
         }
         if !(1..=MAX_HTTP_IN_FLIGHT).contains(&self.http_max_in_flight) {
             return out("http_max_in_flight", format!("1..={MAX_HTTP_IN_FLIGHT}"));
+        }
+        if let Some(pin) = &self.sha256
+            && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(BotConfigError::BadPin);
         }
         if let Some(key) = self.config.keys().find(|k| self.secrets.contains_key(*k)) {
             return Err(BotConfigError::ConfigAndSecret { key: key.clone() });

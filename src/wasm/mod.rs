@@ -32,6 +32,7 @@ pub mod bindings {
 }
 
 mod convert;
+mod deploy;
 pub mod folder;
 mod host;
 pub mod http;
@@ -42,6 +43,7 @@ mod runner;
 pub mod settings;
 mod store;
 pub mod timers;
+pub mod versions;
 
-pub use host::{CheckError, CheckReport, HostConfig, HostError, LoadError, WasmHost, check};
+pub use host::{CheckError, CheckReport, ConfigChange, DeployError, HostConfig, HostError, LoadError, WasmHost, check};
 pub use runner::{BotStatus, CRASH_LIMIT, RunState};

@@ -36,6 +36,10 @@ pub struct BotStatus {
     pub name: String,
     /// Content hash of the running version.
     pub version: String,
+    /// Its SHA-256, what `sha256 = "…"` in `NAME.toml` pins.
+    pub sha256: String,
+    /// Its `NAME.toml`.
+    pub config: super::limits::BotConfig,
     #[serde(flatten)]
     pub state: RunState,
     pub loaded_at: SystemTime,
@@ -115,6 +119,9 @@ impl Runner {
             };
             let outcome = self.call(&work, consecutive).await;
             if let Work::Timer(tag) = &work {
+                if outcome.is_some() {
+                    self.template.metrics.timers_fired.inc();
+                }
                 match (&outcome, fired) {
                     // Stopped before the call: the next version fires it.
                     (None, Some(timer)) => timers.restore(tag, timer),
@@ -129,6 +136,7 @@ impl Runner {
                 Some(Ok(())) => {
                     consecutive = 0;
                     self.status.lock().handled += 1;
+                    self.template.metrics.handled.inc();
                 }
                 Some(Err(error)) => {
                     if self.failed(&mut failures, &mut consecutive, &what, error) {
@@ -154,6 +162,7 @@ impl Runner {
                 Ok(live) => {
                     self.live = Some(live);
                     self.status.lock().restarts += 1;
+                    self.template.metrics.restarts.inc();
                 }
                 Err(e) => return Some(Err(crate::error_chain(&e))),
             }
@@ -184,6 +193,7 @@ impl Runner {
         while failures.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
             failures.pop_front();
         }
+        self.template.metrics.failures.inc();
         let mut status = self.status.lock();
         status.failures += 1;
         status.last_error = Some(error.clone());

@@ -21,6 +21,7 @@ use super::logbook::{LogLevel, Logbook, MAX_LINE, cut};
 use super::settings::Settings;
 use super::timers::{self, Caps, Schedule, TimerError, Timers};
 use crate::bridge::{Bridge, Caller};
+use crate::metrics::BotMetrics;
 use crate::schema::{self as s, ErrorCode, OpData, OpError, Operation};
 
 /// Milliseconds per epoch tick: the CPU deadline's resolution.
@@ -528,6 +529,8 @@ pub struct BotTemplate {
     pub log: BotLog,
     /// The version's HTTP requests in flight (`http_max_in_flight` permits).
     pub http_in_flight: Arc<Semaphore>,
+    /// The bot's counters on `/metrics`.
+    pub metrics: BotMetrics,
 }
 
 /// A live instance in its own Store.
@@ -567,7 +570,7 @@ impl BotTemplate {
             max_ticks: self.config.cpu_ms.div_ceil(TICK_MS),
             wasi,
             http_ctx: WasiHttpCtx::new(),
-            http: OutboundHttp::new(&self.config, self.http_in_flight.clone(), self.log.clone()),
+            http: OutboundHttp::new(&self.config, self.http_in_flight.clone(), self.log.clone(), self.metrics.clone()),
             table: ResourceTable::new(),
         };
         let mut store = Store::new(&self.engine, state);

@@ -156,6 +156,10 @@ impl Backend for OnebotBackend {
         self.inner.config.id
     }
 
+    fn online(&self) -> bool {
+        self.inner.online.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError> {
         let segments = wire::to_segments(&message);
         let (action, params) = match target {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::Notify;
 
 use super::{GROUP_COMMIT, MAX_UNCOMMITTED, MAX_UNCOMMITTED_BYTES, Pending, Shared};
@@ -24,6 +25,8 @@ pub(super) struct Committer {
     progress: Condvar,
     /// Async waiters wait here.
     committed: Notify,
+    /// How long each commit took, for `/metrics`.
+    pub(super) seconds: Histogram,
 }
 
 #[derive(Default)]
@@ -69,6 +72,8 @@ impl Committer {
             work: Condvar::new(),
             progress: Condvar::new(),
             committed: Notify::new(),
+            // 100 µs … about 1.6 s.
+            seconds: Histogram::new(exponential_buckets(100e-6, 2.0, 15)),
         })
     }
 
@@ -149,7 +154,9 @@ impl Committer {
     pub(super) fn run(&self, store: Weak<Shared>) {
         while let Some((n, batch)) = self.next_batch() {
             let Some(shared) = store.upgrade() else { return };
+            let began = Instant::now();
             let result = shared.write(&batch);
+            self.seconds.observe(began.elapsed().as_secs_f64());
             drop(shared);
             let mut q = self.queue.lock();
             match result {

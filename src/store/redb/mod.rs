@@ -241,6 +241,11 @@ impl RedbStore {
         committer.wait_blocking(committer.ticket())
     }
 
+    /// How long each commit took (a histogram `/metrics` shows).
+    pub fn commit_seconds(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.0.committer.seconds.clone()
+    }
+
     /// Commits made so far (each one transaction and one fsync).
     pub fn commits(&self) -> u64 {
         self.0.committer.commits()
