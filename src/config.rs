@@ -284,9 +284,24 @@ pub struct Reload {
 }
 
 impl Reload {
-    /// The tokens as the file now says, flags winning.
+    /// The tokens as the file now says, flags winning. Blocking: the file
+    /// is read until two reads a moment apart agree, so a file caught half
+    /// written (an editor that truncates, then writes) is not taken for a
+    /// config that dropped every client after some line.
     pub fn tokens(&self) -> Result<Tokens, ConfigError> {
-        let file = FileConfig::load(&self.path)?;
+        let read = || {
+            std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read { path: self.path.clone(), source })
+        };
+        let mut text = read()?;
+        for _ in 0..SETTLE_READS {
+            std::thread::sleep(RELOAD_DEBOUNCE);
+            let again = read()?;
+            if again == text {
+                break;
+            }
+            text = again;
+        }
+        let file = FileConfig::parse(&text, &self.path)?;
         file.tokens(self.token.clone(), self.admin_token.clone(), &self.path)
     }
 }
@@ -445,6 +460,8 @@ impl FileConfig {
 
 /// How long the config file's writes must settle before it is re-read.
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
+/// How many times a config file that keeps changing is re-read.
+const SETTLE_READS: u32 = 50;
 
 /// Re-reads the tokens (`token`, `admin_token`, `[[client]]`) whenever the
 /// config file changes, until `stop`. A file that does not parse changes

@@ -6,6 +6,8 @@ use tracing_subscriber::EnvFilter;
 
 use botbridge::config::{ServeArgs, Settings};
 
+mod remote;
+
 #[derive(Parser)]
 #[command(name = "botbridge", version, about = "Chat-bot runtime: WebSocket clients and wasm bots over one schema")]
 struct Cli {
@@ -30,6 +32,28 @@ enum Command {
     },
     /// Speak as a simulated user in the sim world and print what the bots answer.
     Say(SayArgs),
+    /// Upload a bot to a running bridge (its admin API) and say whether it runs.
+    Deploy(remote::DeployArgs),
+    /// List the bots a running bridge runs.
+    Bots {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Put back the version a bot ran before (or `--to VERSION`).
+    Rollback {
+        name: String,
+        /// A kept version (see `botbridge bots` or GET /api/bots).
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Stop a bot and remove its NAME.wasm (its config, kv data and kept versions stay).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
 }
 
 #[derive(clap::Args)]
@@ -64,14 +88,20 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let settings = Settings::resolve(&args)?;
-            tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(serve(settings))
+            runtime()?.block_on(serve(settings))
         }
         Command::Check { file } => check(&file),
-        Command::Connect { url } => {
-            tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(connect(url))
-        }
-        Command::Say(args) => tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(say(args)),
+        Command::Connect { url } => runtime()?.block_on(connect(url)),
+        Command::Say(args) => runtime()?.block_on(say(args)),
+        Command::Deploy(args) => runtime()?.block_on(remote::deploy(args)),
+        Command::Bots { remote } => runtime()?.block_on(remote::bots(remote)),
+        Command::Rollback { name, to, remote } => runtime()?.block_on(remote::rollback(remote, name, to)),
+        Command::Remove { name, remote } => runtime()?.block_on(remote::remove(remote, name)),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
 }
 
 fn check(file: &std::path::Path) -> anyhow::Result<()> {

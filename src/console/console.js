@@ -17,6 +17,7 @@ const state = {
   members: new Map(), // group id -> [member]
   logs: [],
   bots: [],
+  lastSeq: null, // the newest event seen, so a reconnect resumes after it
 };
 
 const MAX_ENTRIES = 500;
@@ -26,7 +27,10 @@ const MAX_LOG = 1000;
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(withToken(`${scheme}://${location.host}/ws?outgoing=1&name=console`));
+  // The first connection replays what the bridge still holds (the recent
+  // conversation); a reconnect resumes after the last event seen.
+  const since = state.lastSeq ?? 0;
+  const ws = new WebSocket(withToken(`${scheme}://${location.host}/ws?outgoing=1&name=console&since=${since}`));
   state.ws = ws;
   ws.onmessage = (m) => {
     let frame;
@@ -55,6 +59,7 @@ function call(type, content) {
 }
 
 function onFrame(frame) {
+  if (typeof frame.seq === "number") state.lastSeq = Math.max(state.lastSeq ?? 0, frame.seq);
   switch (frame.type) {
     case "hello":
       setConnection("online");
@@ -370,6 +375,7 @@ function renderBot(bot) {
     detail.textContent = "not running";
   }
   li.append(detail);
+  li.append(renderKept(bot));
   for (const why of [bot.reason, bot.rejected && bot.rejected !== bot.reason ? `newest file refused: ${bot.rejected}` : null, bot.state === "running" ? bot.lastError && `last error: ${bot.lastError}` : null]) {
     if (!why) continue;
     const p = document.createElement("div");
@@ -378,6 +384,83 @@ function renderBot(bot) {
     li.append(p);
   }
   return li;
+}
+
+// The kept versions, newest first, each but the running one with a rollback button.
+function renderKept(bot) {
+  const list = document.createElement("ul");
+  list.className = "kept";
+  list.setAttribute("aria-label", `kept versions of ${bot.name}`);
+  for (const v of [...(bot.versions ?? [])].reverse()) {
+    const li = document.createElement("li");
+    li.dataset.version = v.version;
+    const code = document.createElement("code");
+    code.textContent = v.version;
+    li.append(code, ` ${new Date(v.savedAt).toLocaleString()}`);
+    if (v.version === bot.version) {
+      li.append(" · running");
+    } else {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "rollback";
+      button.textContent = "roll back to this";
+      button.onclick = () => admin("POST", `/api/bots/${encodeURIComponent(bot.name)}/rollback`, JSON.stringify({ version: v.version }), "application/json");
+      li.append(" ", button);
+    }
+    list.append(li);
+  }
+  return list;
+}
+
+// ---- deploying (the admin API) -------------------------------------------------
+
+const adminToken = () => $("admin-token").value.trim();
+
+function deployStatus(text, ok) {
+  const status = $("deploy-status");
+  status.textContent = text;
+  status.className = ok ? "ok" : "bad";
+}
+
+async function admin(method, path, body, type) {
+  if (!adminToken()) return deployStatus("Enter the admin token first.", false);
+  try {
+    const response = await fetch(path, { method, body, headers: { Authorization: `Bearer ${adminToken()}`, "Content-Type": type } });
+    const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+    if (response.ok && answer.ok) deployStatus(`${answer.name}: ${answer.state} version ${answer.version}`, true);
+    else deployStatus(`Refused: ${answer.error ?? `HTTP ${response.status}`}`, false);
+  } catch (e) {
+    deployStatus(`Failed: ${e.message}`, false);
+  }
+}
+
+function deployFile(file) {
+  if (!file) return;
+  const name = file.name.replace(/\.wasm$/i, "");
+  deployStatus(`Uploading ${name}…`, true);
+  admin("PUT", `/api/bots/${encodeURIComponent(name)}`, file, "application/wasm");
+}
+
+function setupDeploy() {
+  const zone = $("deploy");
+  const token = $("admin-token");
+  token.value = sessionStorage.getItem("botbridge-admin-token") ?? "";
+  token.addEventListener("change", () => sessionStorage.setItem("botbridge-admin-token", adminToken()));
+  zone.addEventListener("submit", (e) => e.preventDefault());
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    deployFile(e.dataTransfer.files[0]);
+  });
+  $("upload-file").addEventListener("change", (e) => {
+    deployFile(e.target.files[0]);
+    e.target.value = "";
+  });
 }
 
 // Lines are shown once per animation frame, so a bot that logs in a loop
@@ -423,5 +506,6 @@ $("account").addEventListener("change", (e) => {
   loadChats();
 });
 $("log-filter").addEventListener("change", renderLog);
+setupDeploy();
 connect();
 watchBots();

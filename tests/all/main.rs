@@ -5,9 +5,11 @@ mod support;
 #[allow(dead_code)] // `message` is for the benches.
 mod world;
 
+mod admin;
 #[path = "../common/binary.rs"]
 mod binary;
 mod bot_config;
+mod clients;
 mod console;
 mod durability;
 mod examples;
@@ -17,6 +19,7 @@ mod fixtures;
 mod guests;
 mod hardening;
 mod http_outbound;
+mod metrics;
 mod onebot;
 mod timers;
 mod wasm_bots;

@@ -87,6 +87,16 @@ pub fn log_flood() -> Vec<u8> {
 /// calling the host (loop, trap, memory bomb), so they need no bindings. The
 /// module only exports memory, a bump allocator, `setup`, `handle` and `on-timer`.
 fn misbehaving(body: &str) -> Vec<u8> {
+    misbehaving_from_setup("", body)
+}
+
+/// A component whose `setup` traps: it never gets past init.
+pub fn failing_setup() -> Vec<u8> {
+    misbehaving_from_setup("unreachable", "")
+}
+
+/// `misbehaving`, with SETUP as the body of `setup`.
+fn misbehaving_from_setup(setup: &str, body: &str) -> Vec<u8> {
     let wat = format!(
         r#"(module
   (memory (export "memory") 1)
@@ -102,7 +112,7 @@ fn misbehaving(body: &str) -> Vec<u8> {
       unreachable)
     (local.get $p))
   (func $recurse (param i32) (result i32) (i32.add (call $recurse (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
-  (func (export "setup"))
+  (func (export "setup") {setup})
   (func (export "on-timer") (param i32 i32))
   (func (export "handle") (param $e i32)
     {body}
