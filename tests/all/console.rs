@@ -204,3 +204,76 @@ async fn the_console_needs_the_token() {
     assert!(status_of(bridge.addr, &format!("/api/bots?token={TOKEN}")).await.contains("200"));
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_a_bot_roll_it_back_and_see_the_earlier_chat() {
+    const ADMIN: &str = "console-admin-secret";
+    let mut s = settings();
+    s.ws.token = Some(TOKEN.into());
+    s.admin_token = Some(ADMIN.into());
+    let bridge = start(s).await;
+    // Said before the page opens: the page shows it from the replay buffer.
+    let mut c = Client::connect(&format!("{}?token={TOKEN}", bridge.ws_url())).await;
+    c.group_message(GROUP, MEMBER, "said before the page opened").await;
+
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{}?token={TOKEN}", bridge.console_url())).await.unwrap();
+    browser.wait_text("#messages li.msg", "said before the page opened").await;
+
+    // Pick a file in the deploy box, with the admin token: the bot runs.
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("one"), dir.path().join("two"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(first.join("hello.wasm"), sayer("hello from upload one")).unwrap();
+    std::fs::write(second.join("hello.wasm"), sayer("hello from upload two")).unwrap();
+    browser.client.find(Locator::Css("#admin-token")).await.unwrap().send_keys(ADMIN).await.unwrap();
+    let file = browser.client.find(Locator::Css("#upload-file")).await.unwrap();
+    file.send_keys(first.join("hello.wasm").to_str().unwrap()).await.unwrap();
+    browser.wait_text("#bots li[data-bot=hello] .state", "running").await;
+    let v1 = bridge.wasm.status("hello").expect("deployed").version;
+    browser.wait_text("#deploy-status", &format!("running version {v1}")).await;
+    assert_eq!(std::fs::read(bridge.wasm.dir().join("hello.wasm")).unwrap(), sayer("hello from upload one"));
+
+    // A second upload; then the first one's rollback button.
+    let file = browser.client.find(Locator::Css("#upload-file")).await.unwrap();
+    file.send_keys(second.join("hello.wasm").to_str().unwrap()).await.unwrap();
+    eventually("the second upload runs", || bridge.wasm.status("hello").is_some_and(|st| st.version != v1)).await;
+    let v2 = bridge.wasm.status("hello").unwrap().version;
+    browser.wait_text("#bots li[data-bot=hello] .version", &v2).await;
+    browser.wait_text("#bots li[data-bot=hello] .kept", &v1).await;
+    browser.say(OWNER, "who answers?").await;
+    browser.wait_text("#messages li.bot", "hello from upload two").await;
+    let button = format!("#bots li[data-bot=hello] .kept li[data-version=\"{v1}\"] button.rollback");
+    // The panel re-renders as counters move: click until the rollback lands.
+    let start = Instant::now();
+    while bridge.wasm.status("hello").is_some_and(|st| st.version != v1) {
+        if let Ok(b) = browser.client.find(Locator::Css(&button)).await {
+            let _ = b.click().await;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the rollback button did not roll back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.wait_text("#bots li[data-bot=hello] .version", &v1).await;
+    browser.wait_text("#deploy-status", &format!("running version {v1}")).await;
+    browser.say(OWNER, "and now?").await;
+    browser.wait_text("#messages li.bot", "hello from upload one").await;
+
+    // Without the admin token the page says it cannot deploy.
+    let token = browser.client.find(Locator::Css("#admin-token")).await.unwrap();
+    token.clear().await.unwrap();
+    token.send_keys("wrong").await.unwrap();
+    let file = browser.client.find(Locator::Css("#upload-file")).await.unwrap();
+    file.send_keys(second.join("hello.wasm").to_str().unwrap()).await.unwrap();
+    browser.wait_text("#deploy-status", "Refused").await;
+    assert_eq!(bridge.wasm.status("hello").unwrap().version, v1);
+    let errors: Vec<Value> = browser
+        .console_errors()
+        .await
+        .into_iter()
+        .filter(|e| !e["message"].as_str().unwrap_or_default().contains("401"))
+        .collect();
+    assert_eq!(errors, Vec::<Value>::new(), "the page logged errors");
+    browser.close().await;
+    bridge.shutdown().await;
+}
