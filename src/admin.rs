@@ -57,15 +57,15 @@ fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
     answer(status, json!({"ok": false, "error": message.into()}))
 }
 
-/// Only the admin token passes; the answer tells the others why not.
-fn admitted(state: &AdminState, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<(), Response> {
+/// Only the admin token passes; the others get an answer that says why not.
+fn refused(state: &AdminState, headers: &HeaderMap, query: &HashMap<String, String>) -> Option<Response> {
     if !state.auth.admin_enabled() {
-        return Err(refusal(StatusCode::NOT_FOUND, "the admin API is off: set `admin_token` to turn it on"));
+        return Some(refusal(StatusCode::NOT_FOUND, "the admin API is off: set `admin_token` to turn it on"));
     }
     match state.auth.identify(headers, query) {
-        Some(Who::Admin) => Ok(()),
-        Some(_) => Err(refusal(StatusCode::FORBIDDEN, "this token may not deploy: use the admin token")),
-        None => Err(refusal(StatusCode::UNAUTHORIZED, "bad or missing admin token (Authorization: Bearer TOKEN)")),
+        Some(Who::Admin) => None,
+        Some(_) => Some(refusal(StatusCode::FORBIDDEN, "this token may not deploy: use the admin token")),
+        None => Some(refusal(StatusCode::UNAUTHORIZED, "bad or missing admin token (Authorization: Bearer TOKEN)")),
     }
 }
 
@@ -124,8 +124,8 @@ async fn deploy(
     Query(query): Params,
     request: Request,
 ) -> Response {
-    if let Err(refused) = admitted(&state, request.headers(), &query) {
-        return refused;
+    if let Some(refusal) = refused(&state, request.headers(), &query) {
+        return refusal;
     }
     let (wasm, toml) = match upload(request).await {
         Ok(upload) => upload,
@@ -144,8 +144,8 @@ async fn remove(
     Query(query): Params,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = admitted(&state, &headers, &query) {
-        return refused;
+    if let Some(refusal) = refused(&state, &headers, &query) {
+        return refusal;
     }
     match state.wasm.remove(&name).await {
         Ok(()) => answer(StatusCode::OK, json!({"ok": true, "name": name, "state": "removed"})),
@@ -166,8 +166,8 @@ async fn rollback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = admitted(&state, &headers, &query) {
-        return refused;
+    if let Some(refusal) = refused(&state, &headers, &query) {
+        return refusal;
     }
     let to = if body.iter().all(u8::is_ascii_whitespace) {
         RollbackTo::default()

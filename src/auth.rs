@@ -83,7 +83,9 @@ impl Tokens {
         // Every comparison is made, so the time taken does not tell which matched.
         let admin = self.admin.as_deref().is_some_and(|t| token_matches(given, t));
         let client = self.client.as_deref().is_some_and(|t| token_matches(given, t));
-        let scoped = self.clients.iter().filter(|c| token_matches(given, &c.token)).last().cloned();
+        let scoped =
+            self.clients.iter().fold(None, |found, c| if token_matches(given, &c.token) { Some(c) } else { found });
+        let scoped = scoped.cloned();
         if admin {
             Some(Who::Admin)
         } else if client {

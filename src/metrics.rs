@@ -262,21 +262,22 @@ impl Collector for Scraped {
                     .encode(online.encode_family(&AccountLabel { account: account.0.to_string() })?)?;
             }
         }
-        let mut bots = encoder.encode_descriptor(
-            "botbridge_bot",
-            "1 for each loaded bot, labelled with its running version and state (running or parked)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for status in self.wasm.statuses() {
-            let state = match status.state {
-                RunState::Running => "running",
-                RunState::Parked { .. } => "parked",
-            };
-            let label = BotVersion { bot: status.name, version: status.version, state };
-            ConstGauge::new(1i64).encode(bots.encode_family(&label)?)?;
+        {
+            let mut bots = encoder.encode_descriptor(
+                "botbridge_bot",
+                "1 for each loaded bot, labelled with its running version and state (running or parked)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for status in self.wasm.statuses() {
+                let state = match status.state {
+                    RunState::Running => "running",
+                    RunState::Parked { .. } => "parked",
+                };
+                let label = BotVersion { bot: status.name, version: status.version, state };
+                ConstGauge::new(1i64).encode(bots.encode_family(&label)?)?;
+            }
         }
-        drop(bots);
         let mut kv =
             encoder.encode_descriptor("botbridge_bot_kv_bytes", "Bytes of a bot's kv data", None, MetricType::Gauge)?;
         for status in self.wasm.statuses() {
