@@ -290,3 +290,31 @@ async fn the_deploy_bots_and_rollback_commands() {
     assert_eq!(version_of(&bridge, "greeter").unwrap(), v1, "refusals changed nothing");
     bridge.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_upload_over_the_size_caps_is_refused_whole() {
+    let mut s = settings();
+    s.admin_token = Some(ADMIN_TOKEN.into());
+    s.max_bot_bytes = 4096;
+    s.max_bot_config_bytes = 64;
+    let bridge = start(s).await;
+    // Over the cap but within the form's framing allowance: the host's cap.
+    let (status, answer) = put(&bridge, "big", vec![0; 8192]).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("over the limit of 4096 bytes"), "{answer}");
+    // Far over: the body limit stops the upload itself.
+    let (status, _) = put(&bridge, "big", vec![0; 1 << 20]).await;
+    assert_eq!(status, 413);
+    let (status, answer) = put_with_config(&bridge, "big", b"", &"#".repeat(100)).await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, answer) = put_with_config(&bridge, "big", b"", "cpu_ms = 1").await;
+    assert_eq!(status, 422, "an empty component is not one: {answer}");
+    let mut headers = admin();
+    headers.push(("Content-Type", "multipart/form-data; boundary=b"));
+    let body = b"--b\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nx\r\n--b--\r\n".to_vec();
+    let (status, answer) = http_request(bridge.addr, "PUT", "/api/bots/big", &headers, body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("unknown part `extra`"), "{answer}");
+    assert_eq!(std::fs::read_dir(bridge.wasm.dir()).map(|d| d.count()).unwrap_or(0), 0, "the folder is untouched");
+    bridge.shutdown().await;
+}
