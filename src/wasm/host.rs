@@ -518,7 +518,6 @@ impl WasmHost {
     async fn swap_in(&self, name: &str, ready: Prepared) {
         let inner = &self.inner;
         let Prepared { version, sha256, config, settings, template, live, wasm, toml } = ready;
-        self.keep_version(name, &version, &sha256, wasm, toml).await;
         let old = inner.slots.lock().get_mut(name).map(|old| (old.stop.clone(), old.task.take()));
         let since = match old {
             Some((stop, task)) => {
@@ -534,7 +533,7 @@ impl WasmHost {
         let status = Arc::new(Mutex::new(BotStatus {
             name: name.to_owned(),
             version: version.clone(),
-            sha256,
+            sha256: sha256.clone(),
             config: config.clone(),
             state: RunState::Running,
             loaded_at: SystemTime::now(),
@@ -562,6 +561,8 @@ impl WasmHost {
         tracing::info!(bot = name, version, "loaded");
         inner.logbook.record(name, LogLevel::Info, &format!("loaded version {version}"));
         inner.logbook.changed();
+        // After the swap, so keeping it never delays the new version.
+        self.keep_version(name, &version, &sha256, wasm, toml).await;
     }
 
     /// Stops and forgets bot `name`. Its kv data stays.

@@ -88,9 +88,16 @@ impl Versions {
     /// `NAME.toml`), dropping the oldest past `keep`.
     pub fn record(&self, name: &str, info: VersionInfo, wasm: &[u8], toml: Option<&[u8]>) -> io::Result<()> {
         let dir = self.bot_dir(name);
-        std::fs::create_dir_all(&dir)?;
         let mut index = self.list(name);
         let toml_path = dir.join(format!("{}.toml", info.version));
+        // Kept already, with this config: nothing to write (every start-up
+        // loads every bot again).
+        if index.iter().any(|v| v.version == info.version && v.has_config == toml.is_some())
+            && toml.is_none_or(|t| std::fs::read(&toml_path).is_ok_and(|kept| kept == t))
+        {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir)?;
         match toml {
             Some(toml) => write_atomically(&toml_path, toml)?,
             None => match std::fs::remove_file(&toml_path) {
