@@ -252,9 +252,12 @@ fn main() {
 fn deploys(runtime: &tokio::runtime::Runtime, rounds: u32) {
     let reload = runtime.block_on(reload_latency(rounds));
     let deploy = runtime.block_on(deploy_latency(rounds));
-    println!("\n## Echo bot: a new version, file written → first answer, and PUT over the admin API → answer ({rounds} rounds)\n");
+    println!(
+        "\n## Echo bot: a new version, file written → first answer, and PUT over the admin API → answer ({rounds} rounds)\n"
+    );
     println!("| | p50 ms | max ms |\n|---|---:|---:|");
-    for (what, times) in [("file written → its first answer", &reload), ("PUT /api/bots/echo → `running`", &deploy)] {
+    for (what, times) in [("file written → its first answer", &reload), ("PUT /api/bots/echo → `running`", &deploy)]
+    {
         let max = times.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
         println!("| {what} | {:.1} | {max:.1} |", p(times, 0.5) / 1000.0);
     }

@@ -111,14 +111,18 @@ async fn upgrade(
             (name.clone(), Caller::unrestricted(name))
         }
     };
-    let revoked = CancellationToken::new();
-    if let Who::Scoped(client) = who {
-        tokio::spawn(watch_revocation(state.auth.subscribe(), client, revoked.clone(), state.shutdown.clone()));
-    }
+    let scoped = match who {
+        Who::Scoped(client) => Some(client),
+        _ => None,
+    };
     let limit = state.config.max_frame;
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket: WebSocket| {
         let span = tracing::info_span!("ws", client = %name);
         async move {
+            let revoked = CancellationToken::new();
+            if let Some(client) = scoped {
+                tokio::spawn(watch_revocation(state.auth.subscribe(), client, revoked.clone(), state.shutdown.clone()));
+            }
             let _counted = state.bridge.metrics().ws_connected();
             let sub = state.bridge.bus().subscribe(&name, outgoing, since);
             let session = Session {
@@ -145,6 +149,11 @@ async fn watch_revocation(
     revoked: CancellationToken,
     shutdown: CancellationToken,
 ) {
+    // A change between the handshake and now counts too.
+    if !tokens.borrow_and_update().still_has(&client) {
+        revoked.cancel();
+        return;
+    }
     loop {
         tokio::select! {
             _ = revoked.cancelled() => return,
