@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
-use crate::backend::onebot::{OnebotBackend, OnebotError};
+use crate::backend::onebot::{OnebotBackend, OnebotConfig, OnebotError};
 use crate::backend::sim::SimBackend;
 use crate::bridge::Bridge;
 use crate::bus::Bus;
@@ -105,7 +105,7 @@ pub fn build(settings: &Settings) -> Result<(Arc<Bridge>, Option<RedbStore>), St
                     Some(state) => sim.persisted(Arc::new(state.clone()), &sim_messages),
                     None => sim,
                 };
-                bridge.add_account(Arc::new(sim));
+                bridge.add_paced_account(Arc::new(sim), settings.pacing(account));
             }
             // Started by `start`: they connect or listen.
             AccountConfig::Onebot { .. } => {}
@@ -124,8 +124,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     for account in &settings.accounts {
         if let Some(config) = account.onebot() {
-            let backend = OnebotBackend::start(config?, bridge.sink(), shutdown.clone()).await?;
-            bridge.add_account(backend);
+            let config = OnebotConfig { dedup_window: settings.dedup_window(account.id()), ..config? };
+            let backend = OnebotBackend::start(config, bridge.sink(), shutdown.clone()).await?;
+            bridge.add_paced_account(backend, settings.pacing(account));
         }
     }
     let wasm = WasmHost::new(

@@ -2,6 +2,7 @@
 //! key, and the resolved `Settings` the bridge starts from. A bad file stops
 //! start-up with a message naming the file and the key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::auth::{Auth, ScopedClient, Tokens};
 use crate::backend::onebot::{Mode, OnebotConfig};
 use crate::backend::sim::WorldConfig;
 use crate::bridge::Permissions;
+use crate::bridge::pacer::PacingConfig;
 use crate::bus::BusConfig;
 use crate::http::HttpConfig;
 use crate::media::MediaPolicy;
@@ -53,7 +55,7 @@ pub struct FileConfig {
     pub media_hosts: Vec<String>,
     pub media_max_bytes: Option<u64>,
     #[serde(default)]
-    pub account: Vec<AccountConfig>,
+    pub account: Vec<AccountEntry>,
     pub sim: Option<WorldConfig>,
     /// The admin API's token; absent: the admin API is off.
     pub admin_token: Option<String>,
@@ -90,6 +92,37 @@ impl std::fmt::Debug for ClientConfig {
 const MAX_CLIENT_NAME: usize = 64;
 /// Most versions of a bot `keep_versions` may ask for.
 pub const MAX_KEEP_VERSIONS: usize = 100;
+
+/// `[[account]]` as written: the account, and how it is protected.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AccountEntry {
+    #[serde(flatten)]
+    pub account: AccountConfig,
+    #[serde(flatten)]
+    pub options: AccountOptions,
+}
+
+/// An entry reads as its account.
+impl std::ops::Deref for AccountEntry {
+    type Target = AccountConfig;
+    fn deref(&self) -> &AccountConfig {
+        &self.account
+    }
+}
+
+/// What an account may set beside its backend: `[account.pacing]`, and the
+/// window in which an upstream frame counts as a repeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct AccountOptions {
+    /// Absent: on with conservative values for OneBot, off for the sim.
+    pub pacing: Option<PacingConfig>,
+    /// OneBot only: a frame repeating one handled this recently is dropped
+    /// (ms, default 60000; 0 keeps every repeat).
+    pub dedup_window_ms: Option<u64>,
+}
+
+/// Longest `dedup_window_ms`: an hour.
+pub const MAX_DEDUP_WINDOW_MS: u64 = 3_600_000;
 
 /// One chat account.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -156,6 +189,7 @@ impl AccountConfig {
             }
         };
         Some(Ok(OnebotConfig {
+            dedup_window: crate::backend::onebot::DEDUP_WINDOW,
             id: *id,
             mode,
             access_token: access_token.clone().filter(|t| !t.is_empty()),
@@ -240,6 +274,25 @@ pub struct ServeArgs {
 }
 
 impl Settings {
+    /// How `account` is paced: as configured, else conservatively for a real
+    /// account and not at all for the sim world.
+    pub fn pacing(&self, account: &AccountConfig) -> PacingConfig {
+        let configured = self.account_options.get(&account.id()).and_then(|o| o.pacing);
+        configured.unwrap_or(match account {
+            AccountConfig::Sim { .. } => PacingConfig::OFF,
+            AccountConfig::Onebot { .. } => PacingConfig::CONSERVATIVE,
+        })
+    }
+
+    /// A OneBot account's de-duplication window.
+    pub fn dedup_window(&self, account: AccountId) -> Duration {
+        self.account_options
+            .get(&account)
+            .and_then(|o| o.dedup_window_ms)
+            .map(Duration::from_millis)
+            .unwrap_or(crate::backend::onebot::DEDUP_WINDOW)
+    }
+
     /// The tokens in force at start.
     pub fn tokens(&self) -> Tokens {
         Tokens { client: self.ws.token.clone(), admin: self.admin_token.clone(), clients: self.clients.clone() }
@@ -259,6 +312,8 @@ pub struct Settings {
     pub bus: BusConfig,
     pub registry: RegistryConfig,
     pub accounts: Vec<AccountConfig>,
+    /// Per account: its pacing and de-duplication, where the file set them.
+    pub account_options: BTreeMap<AccountId, AccountOptions>,
     pub world: WorldConfig,
     pub max_bot_bytes: u64,
     pub max_bot_config_bytes: u64,
@@ -321,6 +376,7 @@ impl Default for Settings {
             bus: BusConfig::default(),
             registry: RegistryConfig::default(),
             accounts: vec![AccountConfig::Sim { id: DEFAULT_ACCOUNT }],
+            account_options: BTreeMap::new(),
             world: WorldConfig::default(),
             max_bot_bytes: MAX_WASM_BYTES,
             max_bot_config_bytes: MAX_TOML_BYTES,
@@ -359,12 +415,21 @@ impl FileConfig {
         let config: Self =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), source: Box::new(e) })?;
         let mut seen = std::collections::HashSet::new();
-        for account in &config.account {
+        for AccountEntry { account, options } in &config.account {
             if !seen.insert(account.id()) {
                 return Err(invalid(format!("account: id {} appears twice", account.id())));
             }
             if let Some(Err(error)) = account.onebot() {
                 return Err(ConfigError::Account { path: path.to_owned(), error });
+            }
+            if let Some(Err(why)) = options.pacing.map(|p| p.check()) {
+                return Err(invalid(format!("account {}: pacing: {why}", account.id())));
+            }
+            if options.dedup_window_ms.is_some_and(|ms| ms > MAX_DEDUP_WINDOW_MS) {
+                return Err(invalid(format!(
+                    "account {}: dedup_window_ms must be at most {MAX_DEDUP_WINDOW_MS}",
+                    account.id()
+                )));
             }
         }
         for (key, value) in
@@ -567,7 +632,9 @@ impl Settings {
         ] {
             nonzero(key, value.map(|v| v as usize))?;
         }
-        let accounts = if file.account.is_empty() { d.accounts } else { file.account };
+        let account_options = file.account.iter().map(|e| (e.account.id(), e.options.clone())).collect();
+        let accounts =
+            if file.account.is_empty() { d.accounts } else { file.account.into_iter().map(|e| e.account).collect() };
         Ok(Self {
             listen: args.listen.clone().or(file.listen).unwrap_or(d.listen),
             bots: args.bots.clone().or(file.bots).unwrap_or(d.bots),
@@ -598,6 +665,7 @@ impl Settings {
                 ttl: args.id_ttl.or(file.id_ttl).map(|s| Duration::from_secs(s.max(1))).unwrap_or(d.registry.ttl),
             },
             accounts,
+            account_options,
             world: file.sim.unwrap_or(d.world),
             max_bot_bytes: args.max_bot_bytes.or(file.max_bot_bytes).unwrap_or(d.max_bot_bytes),
             max_bot_config_bytes: args

@@ -263,6 +263,32 @@ impl Collector for Scraped {
             }
         }
         {
+            let mut queued = encoder.encode_descriptor(
+                "botbridge_pacer_queue",
+                "Messages waiting in a paced account's send queue",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (account, waiting) in self.bridge.pacer_queues() {
+                if let Some(waiting) = waiting {
+                    ConstGauge::new(waiting as i64)
+                        .encode(queued.encode_family(&AccountLabel { account: account.0.to_string() })?)?;
+                }
+            }
+        }
+        {
+            let mut repeats = encoder.encode_descriptor(
+                "botbridge_upstream_duplicates",
+                "Upstream frames dropped as repeats of ones already handled",
+                None,
+                MetricType::Counter,
+            )?;
+            for (account, dropped) in self.bridge.upstream_duplicates() {
+                ConstCounter::new(dropped)
+                    .encode(repeats.encode_family(&AccountLabel { account: account.0.to_string() })?)?;
+            }
+        }
+        {
             let mut bots = encoder.encode_descriptor(
                 "botbridge_bot",
                 "1 for each loaded bot, labelled with its running version and state (running or parked)",

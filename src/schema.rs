@@ -131,6 +131,15 @@ pub enum Element {
         id: i64,
         content: String,
     },
+    /// A forwarded message (extension): its nodes, each a message of its own.
+    /// Received: expanded from the upstream's `forward` segment (`id` is the
+    /// upstream's forward ID). Sent with `SendForward`, not inside a chain.
+    Forward {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        nodes: Vec<ForwardNode>,
+    },
     /// A segment of an upstream kind botbridge has no element for (a OneBot
     /// `mface`, `markdown`, …), kept as it came: `kind` is its type, `data` its
     /// fields. Sent back unchanged to the same kind of upstream.
@@ -141,6 +150,30 @@ pub enum Element {
 }
 
 pub type MessageChain = Vec<Element>;
+
+/// One message of a forwarded message: who said it, under what name, when,
+/// and what (a chain without MessageSource or Quote).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardNode {
+    pub sender: UserId,
+    #[serde(default)]
+    pub name: String,
+    /// Seconds since the epoch; 0 when not known (or, sent: now).
+    #[serde(default)]
+    pub time: i64,
+    pub message: MessageChain,
+}
+
+/// A file uploaded to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFile {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub size: i64,
+}
 
 /// The plain text of a chain: its `Plain` elements joined.
 pub fn chain_text(chain: &[Element]) -> String {
@@ -277,6 +310,11 @@ pub enum UserEvent {
         which: GroupId,
         operator: UserId,
     },
+    /// Extension: `from` poked `target` in a private chat (one of them is the account).
+    Poke {
+        from: UserId,
+        target: UserId,
+    },
 }
 
 /// Events in a group. `who: 0` on `mute` is the whole group.
@@ -314,6 +352,67 @@ pub enum GroupEvent {
         group: GroupId,
         operator: UserId,
     },
+    /// Extension: `from` poked `target` in the group.
+    Poke {
+        from: UserId,
+        target: UserId,
+        group: GroupId,
+    },
+    /// Extension: `who` added (`add`) or took back an emoji reaction to the
+    /// message `messageSource`. `emoji` is the face's ID as the upstream gives it.
+    Reaction {
+        who: UserId,
+        group: GroupId,
+        message_source: SourceId,
+        emoji: String,
+        add: bool,
+    },
+    /// Extension: `operator` made the message `messageSource` (by `sender`)
+    /// an essence message (`set`), or took it back.
+    Essence {
+        group: GroupId,
+        message_source: SourceId,
+        sender: UserId,
+        operator: UserId,
+        set: bool,
+    },
+    /// Extension: `who`'s group card changed from `old` to `card`.
+    MemberCard {
+        who: UserId,
+        group: GroupId,
+        card: String,
+        #[serde(default)]
+        old: String,
+    },
+    /// Extension: `who` uploaded a file to the group.
+    FileUpload {
+        who: UserId,
+        group: GroupId,
+        file: GroupFile,
+    },
+    /// Extension: `who` got a group honor (`talkative`, `performer`, `emotion`, …).
+    Honor {
+        who: UserId,
+        group: GroupId,
+        honor: String,
+    },
+    /// Extension: `who` got a special title.
+    Title {
+        who: UserId,
+        group: GroupId,
+        title: String,
+    },
+}
+
+impl GroupEvent {
+    /// The message a reaction or essence event is about, whose source ID the
+    /// bridge fills in.
+    pub fn message_source_mut(&mut self) -> Option<&mut SourceId> {
+        match self {
+            Self::Reaction { message_source, .. } | Self::Essence { message_source, .. } => Some(message_source),
+            _ => None,
+        }
+    }
 }
 
 /// The categories: `{"type": "msg" | "revoke" | "user" | "group", "data": …}`.
@@ -483,15 +582,96 @@ pub struct RecallContent {
     pub message_source: SourceId,
 }
 
+/// Mutes `member` in `group`, or the sender of `messageSource` (the way to
+/// mute an anonymous sender).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MuteMemberContent {
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_source: Option<SourceId>,
+    /// Seconds; 0 lifts the mute.
+    pub time: i64,
+}
+
+/// Removes `member` from `group`; `rejectRejoin` refuses their later join requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KickMemberContent {
     #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountId>,
     pub group: GroupId,
     pub member: UserId,
-    /// Seconds; 0 lifts the mute.
-    pub time: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reject_rejoin: bool,
+}
+
+/// Mutes the whole group (`enable`) or lifts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuteAllContent {
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    pub group: GroupId,
+    pub enable: bool,
+}
+
+/// Sets `member`'s group card; an empty card clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetMemberCardContent {
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    pub group: GroupId,
+    pub member: UserId,
+    pub card: String,
+}
+
+/// Makes `member` an administrator (`enable`) or a plain member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetGroupAdminContent {
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    pub group: GroupId,
+    pub member: UserId,
+    pub enable: bool,
+}
+
+/// Pokes `target`: in `group`, or privately without one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendPokeContent {
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
+    pub target: UserId,
+}
+
+/// A message by its source ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GetMessageContent {
+    pub message_source: SourceId,
+}
+
+/// Sends a forwarded message made of `nodes` to `group` or `friend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendForwardContent {
+    #[serde(rename = "bot", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friend: Option<UserId>,
+    pub nodes: Vec<ForwardNode>,
 }
 
 /// Answer to a `newFriendRequest`, `groupInvite` or `joinRequest`.
@@ -602,6 +782,13 @@ operations! {
     RecallReceipt(RecallReceiptContent),
     Recall(RecallContent),
     MuteMember(MuteMemberContent),
+    KickMember(KickMemberContent),
+    MuteAll(MuteAllContent),
+    SetMemberCard(SetMemberCardContent),
+    SetGroupAdmin(SetGroupAdminContent),
+    SendPoke(SendPokeContent),
+    GetMessage(GetMessageContent),
+    SendForward(SendForwardContent),
     HandleFriendRequest(HandleRequestContent),
     HandleGroupInvite(HandleRequestContent),
     HandleJoinRequest(HandleRequestContent),
@@ -722,8 +909,25 @@ pub enum OpData {
     Members {
         members: Vec<MemberModel>,
     },
+    /// `GetMessage`'s answer.
+    Message {
+        message: FetchedMessage,
+    },
     /// Recall, mute and request answers return an empty object.
     Done {},
+}
+
+/// A message fetched by its source ID (`GetMessage`): where and when it was
+/// said, by whom, and its chain (MessageSource first, then its Quote if any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchedMessage {
+    pub target: Target,
+    pub sender: UserId,
+    #[serde(default)]
+    pub sender_name: String,
+    pub time: i64,
+    pub message: MessageChain,
 }
 
 /// The one list of error codes: the Rust variant and its wire name. The WIT

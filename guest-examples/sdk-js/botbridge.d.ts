@@ -1,6 +1,6 @@
 // Types of botbridge's JavaScript SDK (botbridge.js), for editors and `tsc`.
 
-/** One element of a message chain, as the `botbridge:bot@0.2.0` world has it. */
+/** One element of a message chain, as the `botbridge:bot@0.3.0` world has it. */
 export type Element =
   | { tag: "message-source"; val: string }
   | { tag: "plain"; val: string }
@@ -90,6 +90,41 @@ export declare const send: {
   toFriend(friend: number, message: Sendable): Sent;
 };
 
+/** What an admin does in a group (world 0.3.0). */
+export declare const group: {
+  kick(group: number, member: number, rejectRejoin?: boolean): void;
+  muteAll(group: number, enable: boolean): void;
+  setCard(group: number, member: number, card: string): void;
+  setAdmin(group: number, member: number, enable: boolean): void;
+};
+
+/** Pokes `target` in `group`, or privately when `group` is left out. */
+export declare function poke(target: number, group?: number): void;
+
+export interface FetchedMessage {
+  chat: "group" | "friend" | "temp";
+  channel: bigint;
+  group: bigint;
+  sender: bigint;
+  senderName: string;
+  time: bigint;
+  message: Element[];
+}
+
+/** A message by its source ID. */
+export declare function getMessage(sourceId: string): FetchedMessage;
+
+export interface NodeInput {
+  sender: number;
+  name?: string;
+  time?: number;
+  text?: string;
+  message?: unknown[];
+}
+
+/** Sends a forwarded message to `{group}` or `{friend}`. */
+export declare function forward(to: { group?: number; friend?: number }, nodes: NodeInput[]): Sent;
+
 export declare class Message {
   seq: number;
   time: number;
@@ -106,6 +141,8 @@ export declare class Message {
   reply(message: Sendable): Sent;
   replyOrLog(message: Sendable): Sent | undefined;
   recall(): void;
+  /** Mutes whoever sent this group message, also an anonymous sender. */
+  muteSender(seconds: number): void;
 }
 
 type MaybeAsync = void | Promise<void>;

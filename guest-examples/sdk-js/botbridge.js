@@ -1,4 +1,4 @@
-// botbridge's JavaScript SDK: a thin layer over the `botbridge:bot@0.2.0`
+// botbridge's JavaScript SDK: a thin layer over the `botbridge:bot@0.3.0`
 // world, in the spirit of the Rust one. Types are in botbridge.d.ts.
 //
 //   import { bot, kv } from "../sdk-js/botbridge.js";
@@ -10,11 +10,11 @@
 // u64 values are converted at this edge. Works under componentize-qjs
 // (QuickJS, no TextEncoder) and componentize-js.
 
-import * as operations from "botbridge:bot/operations@0.2.0";
-import { log as witLog } from "botbridge:bot/log@0.2.0";
-import * as witKv from "botbridge:bot/kv@0.2.0";
-import * as witTimers from "botbridge:bot/timers@0.2.0";
-import { get as configGet } from "botbridge:bot/config@0.2.0";
+import * as operations from "botbridge:bot/operations@0.3.0";
+import { log as witLog } from "botbridge:bot/log@0.3.0";
+import * as witKv from "botbridge:bot/kv@0.3.0";
+import * as witTimers from "botbridge:bot/timers@0.3.0";
+import { get as configGet } from "botbridge:bot/config@0.3.0";
 
 // ── text and bytes ────────────────────────────────────────────────────
 
@@ -182,6 +182,43 @@ export const send = {
     sent(attempt(() => operations.sendToFriend(undefined, BigInt(friend), elementsOf(message)))),
 };
 
+/** What an admin does in a group (world 0.3.0). */
+export const group = {
+  kick: (group, member, rejectRejoin = false) =>
+    attempt(() => operations.kickMember(undefined, BigInt(group), BigInt(member), rejectRejoin)),
+  muteAll: (group, enable) => attempt(() => operations.muteAll(undefined, BigInt(group), enable)),
+  setCard: (group, member, card) =>
+    attempt(() => operations.setMemberCard(undefined, BigInt(group), BigInt(member), card)),
+  setAdmin: (group, member, enable) =>
+    attempt(() => operations.setGroupAdmin(undefined, BigInt(group), BigInt(member), enable)),
+};
+
+/** Pokes `target` in `group`, or privately when `group` is undefined. */
+export function poke(target, group) {
+  attempt(() => operations.sendPoke(undefined, group === undefined ? undefined : BigInt(group), BigInt(target)));
+}
+
+/** A message by its source ID: `{chat, channel, group, sender, senderName, time, message}`. */
+export function getMessage(sourceId) {
+  return attempt(() => operations.getMessage(sourceId));
+}
+
+/**
+ * Sends a forwarded message: `nodes` are `{sender, name, text}` (or
+ * `message`, a list of node elements); `to` is `{group}` or `{friend}`.
+ */
+export function forward(to, nodes) {
+  const wit = nodes.map((n) => ({
+    sender: BigInt(n.sender),
+    name: n.name ?? "",
+    time: BigInt(n.time ?? 0),
+    message: n.message ?? [{ tag: "plain", val: String(n.text ?? "") }],
+  }));
+  const g = to.group === undefined ? undefined : BigInt(to.group);
+  const f = to.friend === undefined ? undefined : BigInt(to.friend);
+  return sent(attempt(() => operations.sendForward(undefined, g, f, wit)));
+}
+
 // ── events ────────────────────────────────────────────────────────────
 
 /** A received message: where, from whom, its text, and how to answer it. */
@@ -225,6 +262,10 @@ export class Message {
   }
   recall() {
     attempt(() => operations.recall(this.sourceId()));
+  }
+  /** Mutes whoever sent this group message, also an anonymous sender. */
+  muteSender(seconds) {
+    attempt(() => operations.muteSender(this.sourceId(), BigInt(seconds)));
   }
 }
 

@@ -1,4 +1,4 @@
-"""botbridge's Python SDK: a thin layer over the `botbridge:bot@0.2.0` world,
+"""botbridge's Python SDK: a thin layer over the `botbridge:bot@0.3.0` world,
 in the spirit of the Rust one.
 
     from botbridge import Bot, command, kv, log
@@ -38,7 +38,9 @@ from wit_world.imports.botbridge_bot_types import (
     Element_MessageSource,
     Element_Plain,
     EventData_Msg,
+    ForwardNode,
     Image,
+    NodeElement_Plain,
     MessageEvent_Friend,
     MessageEvent_Group,
 )
@@ -299,6 +301,43 @@ class send:
         return sent.receipt_id, sent.source_id
 
 
+class group:
+    """What an admin does in a group (world 0.3.0)."""
+
+    @staticmethod
+    def kick(group: int, member: int, reject_rejoin: bool = False) -> None:
+        _attempt(lambda: _ops.kick_member(None, group, member, reject_rejoin))
+
+    @staticmethod
+    def mute_all(group: int, enable: bool) -> None:
+        _attempt(lambda: _ops.mute_all(None, group, enable))
+
+    @staticmethod
+    def set_card(group: int, member: int, card: str) -> None:
+        _attempt(lambda: _ops.set_member_card(None, group, member, card))
+
+    @staticmethod
+    def set_admin(group: int, member: int, enable: bool) -> None:
+        _attempt(lambda: _ops.set_group_admin(None, group, member, enable))
+
+
+def poke(target: int, group: Optional[int] = None) -> None:
+    """Pokes `target` in `group`, or privately without one."""
+    _attempt(lambda: _ops.send_poke(None, group, target))
+
+
+def get_message(source_id: str) -> Any:
+    """A message by its source ID (chat, channel, group, sender, sender_name, time, message)."""
+    return _attempt(lambda: _ops.get_message(source_id))
+
+
+def forward(nodes: List[Tuple[int, str, str]], group: Optional[int] = None, friend: Optional[int] = None) -> Tuple[str, str]:
+    """Sends a forwarded message of (sender, name, text) nodes to `group` or `friend`."""
+    wit = [ForwardNode(sender, name, 0, [NodeElement_Plain(text)]) for sender, name, text in nodes]
+    sent = _attempt(lambda: _ops.send_forward(None, group, friend, wit))
+    return sent.receipt_id, sent.source_id
+
+
 # ── events and the bot ──────────────────────────────────────────────────
 
 class Message:
@@ -343,6 +382,10 @@ class Message:
 
     def recall(self) -> None:
         _attempt(lambda: _ops.recall(self.source_id()))
+
+    def mute_sender(self, seconds: int) -> None:
+        """Mutes whoever sent this group message, also an anonymous sender."""
+        _attempt(lambda: _ops.mute_sender(self.source_id(), seconds))
 
 
 def command(name: str) -> Callable:

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::schema::{
-    AccountId, Element, ErrorCode, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, OpError, Target,
-    UpstreamMsgId, UserEvent, UserId,
+    AccountId, Element, ErrorCode, ForwardNode, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, OpError,
+    Target, UpstreamMsgId, UserEvent, UserId,
 };
 
 /// Who sent an incoming message, as the model its event carries.
@@ -59,9 +59,40 @@ pub struct IncomingMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendEvent {
     Message(IncomingMessage),
-    Recall { target: Target, backend_id: UpstreamMsgId, revoker: UserId, revokee: UserId },
-    User { event: UserEvent, request_token: Option<String> },
-    Group { event: GroupEvent, request_token: Option<String> },
+    Recall {
+        target: Target,
+        backend_id: UpstreamMsgId,
+        revoker: UserId,
+        revokee: UserId,
+    },
+    User {
+        event: UserEvent,
+        request_token: Option<String>,
+    },
+    /// `about`: the message a reaction or essence event names, in backend terms.
+    Group {
+        event: GroupEvent,
+        request_token: Option<String>,
+        about: Option<(Target, UpstreamMsgId)>,
+    },
+}
+
+impl BackendEvent {
+    /// A group event that names no message and answers no request.
+    pub fn group(event: GroupEvent) -> Self {
+        Self::Group { event, request_token: None, about: None }
+    }
+}
+
+/// A message fetched from the backend by its ID (`GetMessage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMessage {
+    pub sender: UserId,
+    pub sender_name: String,
+    pub time: i64,
+    pub quote: Option<QuoteRef>,
+    /// The content: no MessageSource, no Quote.
+    pub elements: Vec<Element>,
 }
 
 /// A message to send: its content and the backend ID of the message it quotes.
@@ -82,10 +113,28 @@ pub struct Sent {
 /// A simulated user's action, resolved to backend terms (sim backend only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Simulated {
-    Message { target: Target, sender: UserId, anonymous: bool, quote: Option<UpstreamMsgId>, elements: Vec<Element> },
-    Recall { target: Target, backend_id: UpstreamMsgId, revoker: UserId },
+    Message {
+        target: Target,
+        sender: UserId,
+        anonymous: bool,
+        quote: Option<UpstreamMsgId>,
+        elements: Vec<Element>,
+    },
+    Recall {
+        target: Target,
+        backend_id: UpstreamMsgId,
+        revoker: UserId,
+    },
     User(UserEvent),
-    Group(GroupEvent),
+    /// `about`: the message a reaction or essence event names.
+    Group {
+        event: GroupEvent,
+        about: Option<UpstreamMsgId>,
+    },
+}
+
+fn unsupported(op: &str) -> OpError {
+    OpError::new(ErrorCode::Unsupported, format!("this account's backend has no {op}"))
 }
 
 /// Seconds since the Unix epoch: the `time` of what a backend sends.
@@ -116,6 +165,11 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Upstream frames dropped as repeats of ones already handled.
+    fn duplicates(&self) -> u64 {
+        0
+    }
+
     async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError>;
 
     /// Recalls message `backend_id` in `target`.
@@ -123,6 +177,49 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Mutes `member` for `seconds` (0 lifts it).
     async fn mute(&self, group: GroupId, member: UserId, seconds: i64) -> Result<(), OpError>;
+
+    /// Mutes the sender of message `backend_id` in `group`: `sender`, or for
+    /// an anonymous message, whoever hides behind it.
+    async fn mute_sender(
+        &self,
+        group: GroupId,
+        _backend_id: UpstreamMsgId,
+        sender: UserId,
+        seconds: i64,
+    ) -> Result<(), OpError> {
+        self.mute(group, sender, seconds).await
+    }
+
+    async fn kick(&self, _group: GroupId, _member: UserId, _reject_rejoin: bool) -> Result<(), OpError> {
+        Err(unsupported("KickMember"))
+    }
+
+    async fn mute_all(&self, _group: GroupId, _enable: bool) -> Result<(), OpError> {
+        Err(unsupported("MuteAll"))
+    }
+
+    async fn set_card(&self, _group: GroupId, _member: UserId, _card: String) -> Result<(), OpError> {
+        Err(unsupported("SetMemberCard"))
+    }
+
+    async fn set_admin(&self, _group: GroupId, _member: UserId, _enable: bool) -> Result<(), OpError> {
+        Err(unsupported("SetGroupAdmin"))
+    }
+
+    /// Pokes `target` in `group`, or privately.
+    async fn poke(&self, _group: Option<GroupId>, _target: UserId) -> Result<(), OpError> {
+        Err(unsupported("SendPoke"))
+    }
+
+    /// Message `backend_id` of `target`, as the upstream still has it.
+    async fn get_message(&self, _target: Target, _backend_id: UpstreamMsgId) -> Result<FetchedMessage, OpError> {
+        Err(unsupported("GetMessage"))
+    }
+
+    /// Sends a forwarded message; node chains hold content elements only.
+    async fn send_forward(&self, _target: Target, _nodes: Vec<ForwardNode>) -> Result<Sent, OpError> {
+        Err(unsupported("SendForward"))
+    }
 
     async fn answer_friend_request(&self, answer: RequestAnswer) -> Result<(), OpError>;
     async fn answer_group_invite(&self, answer: RequestAnswer) -> Result<(), OpError>;

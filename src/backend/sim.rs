@@ -4,7 +4,7 @@
 //! or recalls others, no sending where the account is not, no double recall).
 //! Every state change, whoever caused it, is reported as an event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,13 +12,13 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::{
-    Backend, BackendEvent, EventSink, IncomingMessage, OutgoingMessage, QuoteRef, RequestAnswer, Sender, Sent,
-    Simulated, unix_now,
+    Backend, BackendEvent, EventSink, FetchedMessage, IncomingMessage, OutgoingMessage, QuoteRef, RequestAnswer,
+    Sender, Sent, Simulated, unix_now,
 };
 use crate::registry::RequestKind;
 use crate::schema::{
-    AccountId, ErrorCode, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, OpError, Permission, Target,
-    UpstreamMsgId, UserEvent, UserId, chain_text,
+    AccountId, Element, ErrorCode, ForwardNode, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, OpError,
+    Permission, Target, UpstreamMsgId, UserEvent, UserId, chain_text,
 };
 use crate::store::SimLog;
 
@@ -126,6 +126,8 @@ struct Group {
     bot_muted_until: i64,
     whole_muted: bool,
     members: BTreeMap<UserId, Member>,
+    /// Kicked with `rejectRejoin`: their join requests are refused.
+    rejected: BTreeSet<UserId>,
 }
 
 impl Member {
@@ -150,6 +152,7 @@ impl Group {
             bot_muted_until: 0,
             whole_muted: false,
             members: BTreeMap::new(),
+            rejected: BTreeSet::new(),
         }
     }
 }
@@ -161,6 +164,11 @@ struct StoredMessage {
     time: i64,
     text: String,
     recalled: bool,
+    /// The content, for `GetMessage` (absent in messages stored before it).
+    #[serde(default)]
+    elements: Vec<Element>,
+    #[serde(default)]
+    quote: Option<UpstreamMsgId>,
 }
 
 struct PendingRequest {
@@ -226,6 +234,7 @@ impl SimBackend {
                         bot_muted_until: 0,
                         whole_muted: false,
                         members,
+                        rejected: BTreeSet::new(),
                     },
                 )
             })
@@ -291,13 +300,14 @@ impl World {
         Ok(GroupModel { id, name: g.name.clone(), bot_permission: g.bot_permission })
     }
 
-    fn store(&mut self, target: Target, sender: UserId, text: String) -> Sent {
+    fn store(&mut self, target: Target, sender: UserId, quote: Option<UpstreamMsgId>, elements: &[Element]) -> Sent {
         let backend_id = self.next_message;
         self.next_message += 1;
         let time = unix_now();
         // A preview is all a quote shows.
-        let text = text.chars().take(80).collect();
-        self.messages.insert(backend_id, StoredMessage { target, sender, time, text, recalled: false });
+        let text = chain_text(elements).chars().take(80).collect();
+        let stored = StoredMessage { target, sender, time, text, recalled: false, elements: elements.to_vec(), quote };
+        self.messages.insert(backend_id, stored);
         self.persist(backend_id);
         if self.messages.remove(&(backend_id - MAX_MESSAGES)).is_some() {
             self.persist(backend_id - MAX_MESSAGES);
@@ -314,6 +324,45 @@ impl World {
             time: m.map(|m| m.time),
             text: m.map(|m| m.text.clone()),
         })
+    }
+
+    /// Refuses to speak where the account is muted, not a friend or not a member.
+    fn may_send(&self, target: Target) -> Result<(), OpError> {
+        match target {
+            Target::Group { group } => {
+                let g = self.group(group)?;
+                if muted(g.bot_muted_until) || (g.whole_muted && g.bot_permission == Permission::Member) {
+                    return Err(err(ErrorCode::Muted, format!("the account is muted in group {group}")));
+                }
+            }
+            Target::Friend { friend } => {
+                if !self.friends.contains_key(&friend) {
+                    return Err(err(ErrorCode::NotFriend, format!("{friend} is not a friend")));
+                }
+            }
+            Target::Temp { group, user } => {
+                if !self.group(group)?.members.contains_key(&user) {
+                    return Err(err(ErrorCode::UnknownMember, format!("{user} is not a member of group {group}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A member of `group` other than the account, or `unknown_member`.
+    fn member_mut(&mut self, group: GroupId, who: UserId) -> Result<&mut Member, OpError> {
+        self.group_mut(group)?
+            .members
+            .get_mut(&who)
+            .ok_or_else(|| err(ErrorCode::UnknownMember, format!("{who} is not a member of group {group}")))
+    }
+
+    /// A message still there (not recalled) in group `group`.
+    fn group_message(&self, group: GroupId, backend_id: Option<UpstreamMsgId>) -> Result<&StoredMessage, OpError> {
+        backend_id
+            .and_then(|id| self.messages.get(&id.0))
+            .filter(|m| m.target == Target::Group { group } && !m.recalled)
+            .ok_or_else(|| err(ErrorCode::UnknownMessage, format!("no such message in group {group}")))
     }
 
     fn nick_of(&self, who: UserId) -> String {
@@ -402,25 +451,105 @@ impl Backend for SimBackend {
 
     async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError> {
         let mut w = self.world.lock();
-        match target {
-            Target::Group { group } => {
-                let g = w.group(group)?;
-                if muted(g.bot_muted_until) || (g.whole_muted && g.bot_permission == Permission::Member) {
-                    return Err(err(ErrorCode::Muted, format!("the account is muted in group {group}")));
-                }
-            }
-            Target::Friend { friend } => {
-                if !w.friends.contains_key(&friend) {
-                    return Err(err(ErrorCode::NotFriend, format!("{friend} is not a friend")));
-                }
-            }
-            Target::Temp { group, user } => {
-                if !w.group(group)?.members.contains_key(&user) {
-                    return Err(err(ErrorCode::UnknownMember, format!("{user} is not a member of group {group}")));
-                }
-            }
+        w.may_send(target)?;
+        Ok(w.store(target, self.account.as_user(), message.quote, &message.elements))
+    }
+
+    async fn send_forward(&self, target: Target, nodes: Vec<ForwardNode>) -> Result<Sent, OpError> {
+        let mut w = self.world.lock();
+        w.may_send(target)?;
+        let id = format!("sim-forward-{}", w.next_message);
+        Ok(w.store(target, self.account.as_user(), None, &[Element::Forward { id, nodes }]))
+    }
+
+    async fn get_message(&self, target: Target, backend_id: UpstreamMsgId) -> Result<FetchedMessage, OpError> {
+        let w = self.world.lock();
+        let m = w
+            .messages
+            .get(&backend_id.0)
+            .filter(|m| m.target == target && !m.recalled)
+            .ok_or_else(|| err(ErrorCode::UnknownMessage, "no such message here (recalled, or too old)"))?;
+        Ok(FetchedMessage {
+            sender: m.sender,
+            sender_name: if m.sender == self.account.as_user() { String::new() } else { w.nick_of(m.sender) },
+            time: m.time,
+            quote: w.quote(m.quote),
+            elements: m.elements.clone(),
+        })
+    }
+
+    async fn kick(&self, group: GroupId, member: UserId, reject_rejoin: bool) -> Result<(), OpError> {
+        let mut w = self.world.lock();
+        let me = self.account.as_user();
+        if member == me || w.rank(group, me, me)? <= w.rank(group, member, me)? {
+            return Err(err(ErrorCode::PermissionDenied, "only a higher rank removes a member"));
         }
-        Ok(w.store(target, self.account.as_user(), chain_text(&message.elements)))
+        let g = w.group_mut(group)?;
+        g.members.remove(&member);
+        if reject_rejoin {
+            g.rejected.insert(member);
+        }
+        self.emit(BackendEvent::group(GroupEvent::MemberLeft { who: member, group, operator: me }));
+        Ok(())
+    }
+
+    async fn mute_all(&self, group: GroupId, enable: bool) -> Result<(), OpError> {
+        let mut w = self.world.lock();
+        let me = self.account.as_user();
+        if w.rank(group, me, me)? < Permission::Administrator {
+            return Err(err(ErrorCode::PermissionDenied, "only an admin mutes the whole group"));
+        }
+        w.group_mut(group)?.whole_muted = enable;
+        let duration = if enable { -1 } else { 0 };
+        self.emit(BackendEvent::group(GroupEvent::Mute { who: UserId(0), group, operator: me, duration }));
+        Ok(())
+    }
+
+    async fn set_card(&self, group: GroupId, member: UserId, card: String) -> Result<(), OpError> {
+        let mut w = self.world.lock();
+        let me = self.account.as_user();
+        if member == me {
+            return Err(err(ErrorCode::Unsupported, "the sim world keeps no card for the account"));
+        }
+        let (mine, theirs) = (w.rank(group, me, me)?, w.rank(group, member, me)?);
+        if mine < Permission::Administrator || mine <= theirs {
+            return Err(err(ErrorCode::PermissionDenied, "only an admin of higher rank sets another's card"));
+        }
+        let m = w.member_mut(group, member)?;
+        let old = std::mem::replace(&mut m.name_card, card.clone());
+        self.emit(BackendEvent::group(GroupEvent::MemberCard { who: member, group, card, old }));
+        Ok(())
+    }
+
+    async fn set_admin(&self, group: GroupId, member: UserId, enable: bool) -> Result<(), OpError> {
+        let mut w = self.world.lock();
+        let me = self.account.as_user();
+        if w.rank(group, me, me)? != Permission::Owner {
+            return Err(err(ErrorCode::PermissionDenied, "only the owner appoints admins"));
+        }
+        let m = w.member_mut(group, member)?;
+        m.permission = if enable { Permission::Administrator } else { Permission::Member };
+        self.emit(BackendEvent::group(GroupEvent::Admin { who: member, group, status: enable }));
+        Ok(())
+    }
+
+    async fn poke(&self, group: Option<GroupId>, target: UserId) -> Result<(), OpError> {
+        let w = self.world.lock();
+        let from = self.account.as_user();
+        let event = match group {
+            Some(group) => {
+                w.rank(group, target, from)?;
+                BackendEvent::group(GroupEvent::Poke { from, target, group })
+            }
+            None => {
+                if !w.friends.contains_key(&target) {
+                    return Err(err(ErrorCode::NotFriend, format!("{target} is not a friend")));
+                }
+                BackendEvent::User { event: UserEvent::Poke { from, target }, request_token: None }
+            }
+        };
+        self.emit(event);
+        Ok(())
     }
 
     async fn recall(&self, target: Target, backend_id: UpstreamMsgId) -> Result<(), OpError> {
@@ -443,10 +572,7 @@ impl Backend for SimBackend {
         if let Some(m) = w.group_mut(group)?.members.get_mut(&member) {
             m.muted_until = if seconds == 0 { 0 } else { unix_now() + seconds };
         }
-        self.emit(BackendEvent::Group {
-            event: GroupEvent::Mute { who: member, group, operator: me, duration: seconds },
-            request_token: None,
-        });
+        self.emit(BackendEvent::group(GroupEvent::Mute { who: member, group, operator: me, duration: seconds }));
         Ok(())
     }
 
@@ -487,7 +613,7 @@ impl Backend for SimBackend {
         }
         if answer.accept {
             w.group_mut(group)?.members.insert(who, Member::joined(nick));
-            self.emit(BackendEvent::Group { event: GroupEvent::MemberJoined { who, group }, request_token: None });
+            self.emit(BackendEvent::group(GroupEvent::MemberJoined { who, group }));
         }
         Ok(())
     }
@@ -537,8 +663,8 @@ impl Backend for SimBackend {
                         (Some(w.group_model(group)?), Sender::Friend(FriendModel { id: user, nick }))
                     }
                 };
+                let sent = w.store(target, sender, quote, &elements);
                 let quote = w.quote(quote);
-                let sent = w.store(target, sender, chain_text(&elements));
                 BackendEvent::Message(IncomingMessage {
                     target,
                     group,
@@ -555,7 +681,7 @@ impl Backend for SimBackend {
                 BackendEvent::Recall { target, backend_id, revoker, revokee }
             }
             Simulated::User(event) => self.apply_user(&mut w, event)?,
-            Simulated::Group(event) => self.apply_group(&mut w, event)?,
+            Simulated::Group { event, about } => self.apply_group(&mut w, event, about)?,
         };
         Ok(self.emit(event))
     }
@@ -623,18 +749,34 @@ impl SimBackend {
                 w.groups.remove(&which).ok_or_else(|| err(ErrorCode::NotInGroup, format!("not in group {which}")))?;
                 UserEvent::GroupLeft { which, operator }
             }
+            UserEvent::Poke { from, target } => {
+                let me = self.account.as_user();
+                let other = if from == me { target } else { from };
+                if (from != me && target != me) || !w.friends.contains_key(&other) {
+                    return Err(err(ErrorCode::NotFriend, "a private poke is between the account and a friend"));
+                }
+                UserEvent::Poke { from, target }
+            }
             e @ (UserEvent::Online | UserEvent::Offline) => e,
         };
         Ok(BackendEvent::User { event, request_token })
     }
 
     /// Applies an injected group event to the world; returns the event to report.
-    fn apply_group(&self, w: &mut World, event: GroupEvent) -> Result<BackendEvent, OpError> {
+    fn apply_group(
+        &self,
+        w: &mut World,
+        event: GroupEvent,
+        about: Option<UpstreamMsgId>,
+    ) -> Result<BackendEvent, OpError> {
         let me = self.account.as_user();
         let mut request_token = None;
+        let mut named = None;
         let event = match event {
             GroupEvent::JoinRequest { who, group, comment, inviter, .. } => {
-                w.group(group)?;
+                if w.group(group)?.rejected.contains(&who) {
+                    return Err(err(ErrorCode::Forbidden, format!("{who} was kicked from {group} with rejectRejoin")));
+                }
                 let nick = w.nick_of(who);
                 request_token = Some(w.new_request(PendingRequest {
                     kind: RequestKind::Join,
@@ -647,11 +789,12 @@ impl SimBackend {
                 GroupEvent::JoinRequest { who, group, comment, inviter, request_id: None }
             }
             GroupEvent::Mute { who, group, operator, duration } => {
-                if !(0..=MAX_MUTE_SECONDS).contains(&duration) {
+                let whole_group = who == UserId(0);
+                // -1: the whole group, until lifted.
+                if !(0..=MAX_MUTE_SECONDS).contains(&duration) && !(whole_group && duration == -1) {
                     return Err(err(ErrorCode::BadRequest, format!("duration must be 0..={MAX_MUTE_SECONDS}")));
                 }
                 let op_rank = w.rank(group, operator, me)?;
-                let whole_group = who == UserId(0);
                 let allowed = if whole_group {
                     op_rank >= Permission::Administrator
                 } else {
@@ -699,7 +842,48 @@ impl SimBackend {
                     .ok_or_else(|| err(ErrorCode::UnknownMember, format!("{who} is not a member of group {group}")))?;
                 GroupEvent::MemberLeft { who, group, operator }
             }
+            GroupEvent::Poke { from, target, group } => {
+                w.rank(group, from, me)?;
+                w.rank(group, target, me)?;
+                GroupEvent::Poke { from, target, group }
+            }
+            GroupEvent::Reaction { who, group, message_source, emoji, add } => {
+                w.rank(group, who, me)?;
+                w.group_message(group, about)?;
+                if emoji.is_empty() || emoji.len() > 32 {
+                    return Err(err(ErrorCode::BadRequest, "an emoji is 1 to 32 bytes"));
+                }
+                named = about.map(|id| (Target::Group { group }, id));
+                GroupEvent::Reaction { who, group, message_source, emoji, add }
+            }
+            GroupEvent::Essence { group, message_source, operator, set, .. } => {
+                if w.rank(group, operator, me)? < Permission::Administrator {
+                    return Err(err(ErrorCode::PermissionDenied, "only an admin sets essence messages"));
+                }
+                let sender = w.group_message(group, about)?.sender;
+                named = about.map(|id| (Target::Group { group }, id));
+                GroupEvent::Essence { group, message_source, sender, operator, set }
+            }
+            GroupEvent::MemberCard { who, group, card, .. } => {
+                let old = std::mem::replace(&mut w.member_mut(group, who)?.name_card, card.clone());
+                GroupEvent::MemberCard { who, group, card, old }
+            }
+            GroupEvent::FileUpload { who, group, file } => {
+                w.rank(group, who, me)?;
+                if file.name.is_empty() || file.size < 0 {
+                    return Err(err(ErrorCode::BadRequest, "a file has a name and a size of 0 or more"));
+                }
+                GroupEvent::FileUpload { who, group, file }
+            }
+            GroupEvent::Honor { who, group, honor } => {
+                w.rank(group, who, me)?;
+                GroupEvent::Honor { who, group, honor }
+            }
+            GroupEvent::Title { who, group, title } => {
+                w.member_mut(group, who)?.special_title = title.clone();
+                GroupEvent::Title { who, group, title }
+            }
         };
-        Ok(BackendEvent::Group { event, request_token })
+        Ok(BackendEvent::Group { event, request_token, about: named })
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Bridge;
+use super::pacer::{Pacer, PacingConfig};
 use crate::backend::Backend;
 use crate::registry::{Handle, IdKind, LookupError, MessageRef, RequestInfo, RequestKind, SourceInfo};
 use crate::schema::{AccountId, ErrorCode, OpError, ReceiptId, ReplyKey, RequestId, SourceId};
@@ -24,8 +25,30 @@ pub(super) fn lookup_error(kind: IdKind, e: LookupError) -> OpError {
 }
 
 impl Bridge {
+    /// Adds an account that sends unpaced (the sim world's default).
     pub fn add_account(&self, backend: Arc<dyn Backend>) {
-        self.accounts.write().insert(backend.account(), backend);
+        self.add_paced_account(backend, PacingConfig::OFF);
+    }
+
+    /// Adds an account whose messages go through a pacer with `pacing`.
+    pub fn add_paced_account(&self, backend: Arc<dyn Backend>, pacing: PacingConfig) {
+        let account = backend.account();
+        self.pacers.write().insert(account, Arc::new(Pacer::new(pacing)));
+        self.accounts.write().insert(account, backend);
+    }
+
+    /// Messages waiting in each paced account's queue (`None`: not paced).
+    pub fn pacer_queues(&self) -> Vec<(AccountId, Option<usize>)> {
+        self.pacers.read().iter().map(|(a, p)| (*a, p.config().enabled.then(|| p.queued()))).collect()
+    }
+
+    /// Upstream frames each account dropped as repeats.
+    pub fn upstream_duplicates(&self) -> Vec<(AccountId, u64)> {
+        self.accounts.read().iter().map(|(a, b)| (*a, b.duplicates())).collect()
+    }
+
+    pub(super) fn pacer(&self, account: AccountId) -> Arc<Pacer> {
+        self.pacers.read().get(&account).cloned().unwrap_or_else(|| Arc::new(Pacer::new(PacingConfig::OFF)))
     }
 
     pub fn accounts(&self) -> Vec<AccountId> {

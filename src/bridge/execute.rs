@@ -9,9 +9,15 @@ use super::{Bridge, Caller, CallerKind, Scope};
 use crate::backend::{Backend, RequestAnswer};
 use crate::registry::{IdKind, MessageRef, RequestKind, SourceInfo};
 use crate::schema::{
-    AccountContent, AccountId, Element, ErrorCode, HandleRequestContent, ListMembersContent, MessageChain,
-    MuteMemberContent, OpData, OpError, OpKind, Operation, Outgoing, Target,
+    AccountContent, AccountId, Element, ErrorCode, FetchedMessage, ForwardNode, HandleRequestContent,
+    ListMembersContent, MessageChain, MuteMemberContent, OpData, OpError, OpKind, Operation, Outgoing,
+    SendForwardContent, SourceId, Target,
 };
+
+/// Longest group card: QQ's limit is 60 bytes; a little room for encodings.
+const MAX_CARD_BYTES: usize = 120;
+/// Most nodes one forwarded message may hold (QQ's own limit is 100).
+const MAX_FORWARD_NODES: usize = 100;
 
 impl Bridge {
     /// Runs one operation for `caller`. The single entry point for every
@@ -48,6 +54,45 @@ impl Bridge {
                 self.recall(caller, kind, m, IdKind::Source).await
             }
             Operation::MuteMember(c) => self.mute(caller, kind, c).await,
+            Operation::KickMember(c) => {
+                let backend = self.group_backend(caller, kind, c.account, c.group)?;
+                backend.kick(c.group, c.member, c.reject_rejoin).await?;
+                Ok(OpData::Done {})
+            }
+            Operation::MuteAll(c) => {
+                let backend = self.group_backend(caller, kind, c.account, c.group)?;
+                backend.mute_all(c.group, c.enable).await?;
+                Ok(OpData::Done {})
+            }
+            Operation::SetMemberCard(c) => {
+                if c.card.len() > MAX_CARD_BYTES {
+                    return Err(OpError::new(
+                        ErrorCode::BadRequest,
+                        format!("a card is at most {MAX_CARD_BYTES} bytes"),
+                    ));
+                }
+                let backend = self.group_backend(caller, kind, c.account, c.group)?;
+                backend.set_card(c.group, c.member, c.card).await?;
+                Ok(OpData::Done {})
+            }
+            Operation::SetGroupAdmin(c) => {
+                let backend = self.group_backend(caller, kind, c.account, c.group)?;
+                backend.set_admin(c.group, c.member, c.enable).await?;
+                Ok(OpData::Done {})
+            }
+            Operation::SendPoke(c) => {
+                let (account, backend) = self.backend(c.account)?;
+                let target = match c.group {
+                    Some(group) => Target::Group { group },
+                    None => Target::Friend { friend: c.target },
+                };
+                caller.check(kind, account, Scope::of(target))?;
+                // A poke reaches the other side as a message does: it is paced.
+                self.pacer(account).send(target, backend.poke(c.group, c.target)).await?;
+                Ok(OpData::Done {})
+            }
+            Operation::GetMessage(c) => self.get_message(caller, kind, &c.message_source).await,
+            Operation::SendForward(c) => self.send_forward(caller, kind, c).await,
             Operation::HandleFriendRequest(c) => self.answer(caller, kind, RequestKind::Friend, c).await,
             Operation::HandleGroupInvite(c) => self.answer(caller, kind, RequestKind::GroupInvite, c).await,
             Operation::HandleJoinRequest(c) => self.answer(caller, kind, RequestKind::Join, c).await,
@@ -103,7 +148,20 @@ impl Bridge {
         let mut message = self.outgoing(account, chain)?;
         self.media.vet(caller.kind, &mut message.elements).await?;
         let text = preview(&message.elements);
-        let sent = backend.send(target, message).await?;
+        let sent = self.pacer(account).send(target, backend.send(target, message)).await?;
+        self.issue_sent(caller, account, target, sent, text, chain).await
+    }
+
+    /// A sent message's IDs: issued, committed, audited.
+    async fn issue_sent(
+        &self,
+        caller: &Caller,
+        account: AccountId,
+        target: Target,
+        sent: crate::backend::Sent,
+        text: String,
+        chain: &MessageChain,
+    ) -> Result<OpData, OpError> {
         let msg = MessageRef { account, target, backend_id: sent.backend_id };
         // The account is the sender of what it sends.
         let sender = account.as_user();
@@ -135,11 +193,96 @@ impl Bridge {
         Ok(OpData::Done {})
     }
 
+    /// `MuteMember`: a `group` and `member`, or the sender of `messageSource`
+    /// (how an anonymous sender is muted).
     async fn mute(&self, caller: &Caller, kind: OpKind, c: MuteMemberContent) -> Result<OpData, OpError> {
-        let (account, backend) = self.backend(c.account)?;
-        caller.check(kind, account, Scope::Group(c.group))?;
-        backend.mute(c.group, c.member, c.time).await?;
+        match (c.group, c.member, c.message_source) {
+            (Some(group), Some(member), None) => {
+                let backend = self.group_backend(caller, kind, c.account, group)?;
+                backend.mute(group, member, c.time).await?;
+            }
+            (None, None, Some(source)) => {
+                let info = self.resolve_source(&source)?;
+                let Target::Group { group } = info.msg.target else {
+                    return Err(OpError::new(ErrorCode::BadRequest, "only a group message's sender can be muted"));
+                };
+                if c.account.is_some_and(|a| a != info.msg.account) {
+                    return Err(OpError::new(ErrorCode::UnknownMessage, "the message is not of this account"));
+                }
+                caller.check(kind, info.msg.account, Scope::Group(group))?;
+                let (_, backend) = self.backend(Some(info.msg.account))?;
+                backend.mute_sender(group, info.msg.backend_id, info.sender, c.time).await?;
+            }
+            _ => {
+                return Err(OpError::new(ErrorCode::BadRequest, "give `group` and `member`, or `messageSource` alone"));
+            }
+        }
         Ok(OpData::Done {})
+    }
+
+    /// The backend of an operation on `group`, after the caller's check.
+    fn group_backend(
+        &self,
+        caller: &Caller,
+        kind: OpKind,
+        account: Option<AccountId>,
+        group: crate::schema::GroupId,
+    ) -> Result<std::sync::Arc<dyn Backend>, OpError> {
+        let (account, backend) = self.backend(account)?;
+        caller.check(kind, account, Scope::Group(group))?;
+        Ok(backend)
+    }
+
+    /// `GetMessage`: the message as the upstream still has it.
+    async fn get_message(&self, caller: &Caller, kind: OpKind, source: &SourceId) -> Result<OpData, OpError> {
+        let info = self.resolve_source(source)?;
+        let m = info.msg;
+        caller.check(kind, m.account, Scope::of(m.target))?;
+        let (_, backend) = self.backend(Some(m.account))?;
+        let fetched = backend.get_message(m.target, m.backend_id).await?;
+        let mut message = Vec::with_capacity(fetched.elements.len() + 2);
+        message.push(Element::MessageSource { id: source.clone() });
+        if let Some(q) = fetched.quote {
+            message.push(self.quote_element(m.account, m.target, q));
+        }
+        message.extend(fetched.elements);
+        Ok(OpData::Message {
+            message: FetchedMessage {
+                target: m.target,
+                sender: fetched.sender,
+                sender_name: fetched.sender_name,
+                time: fetched.time,
+                message,
+            },
+        })
+    }
+
+    /// `SendForward`: each node's chain checked as a message's is, then sent
+    /// through the pacer and given IDs like any message.
+    async fn send_forward(&self, caller: &Caller, kind: OpKind, c: SendForwardContent) -> Result<OpData, OpError> {
+        let target = match (c.group, c.friend) {
+            (Some(group), None) => Target::Group { group },
+            (None, Some(friend)) => Target::Friend { friend },
+            _ => return Err(OpError::new(ErrorCode::BadRequest, "give exactly one of `group` or `friend`")),
+        };
+        let (account, backend) = self.backend(c.account)?;
+        caller.check(kind, account, Scope::of(target))?;
+        if c.nodes.is_empty() || c.nodes.len() > MAX_FORWARD_NODES {
+            return Err(OpError::new(ErrorCode::BadMessage, format!("a forward holds 1 to {MAX_FORWARD_NODES} nodes")));
+        }
+        let mut nodes = Vec::with_capacity(c.nodes.len());
+        for node in &c.nodes {
+            let mut message = self.outgoing(account, &node.message)?;
+            if message.quote.is_some() {
+                return Err(OpError::new(ErrorCode::BadMessage, "a forward's node cannot quote"));
+            }
+            self.media.vet(caller.kind, &mut message.elements).await?;
+            nodes.push(ForwardNode { message: message.elements, ..node.clone() });
+        }
+        let text = format!("[forward: {} messages]", nodes.len());
+        let chain = vec![Element::Forward { id: String::new(), nodes: c.nodes }];
+        let sent = self.pacer(account).send(target, backend.send_forward(target, nodes)).await?;
+        self.issue_sent(caller, account, target, sent, text, &chain).await
     }
 
     async fn answer(

@@ -3,7 +3,7 @@
 
 use super::Bridge;
 use super::outgoing::preview;
-use crate::backend::{BackendEvent, IncomingMessage, Sender};
+use crate::backend::{BackendEvent, IncomingMessage, QuoteRef, Sender};
 use crate::registry::{MessageRef, RequestInfo, RequestKind, SourceInfo};
 use crate::schema::{
     AccountId, ChatKind, Element, Event, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, MessageEvent,
@@ -26,7 +26,18 @@ impl Bridge {
                 }
                 (now, Event::User(event))
             }
-            BackendEvent::Group { mut event, request_token } => {
+            BackendEvent::Group { mut event, request_token, about } => {
+                if let (Some((target, backend_id)), Some(slot)) = (about, event.message_source_mut()) {
+                    let msg = MessageRef { account, target, backend_id };
+                    *slot = self.registry.source_of(&msg).unwrap_or_else(|| {
+                        self.registry.issue_source(SourceInfo {
+                            msg,
+                            sender: UserId(0),
+                            time: now,
+                            text: String::new(),
+                        })
+                    });
+                }
                 if let (Some(token), GroupEvent::JoinRequest { who, group, request_id, .. }) =
                     (request_token, &mut event)
                 {
@@ -74,6 +85,20 @@ impl Bridge {
         }
     }
 
+    /// The Quote of a message in `target`: the source ID consumers saw, or a new one.
+    pub(super) fn quote_element(&self, account: AccountId, target: Target, q: QuoteRef) -> Element {
+        let quoted = MessageRef { account, target, backend_id: q.backend_id };
+        let id = self.registry.source_of(&quoted).unwrap_or_else(|| {
+            self.registry.issue_source(SourceInfo {
+                msg: quoted,
+                sender: q.to.unwrap_or_default(),
+                time: q.time.unwrap_or(0),
+                text: q.text.clone().unwrap_or_default(),
+            })
+        });
+        Element::Quote { id, to: q.to, time: q.time, text: q.text }
+    }
+
     fn message_event(&self, account: AccountId, m: IncomingMessage) -> MessageEvent {
         let msg = MessageRef { account, target: m.target, backend_id: m.backend_id };
         let text = preview(&m.elements);
@@ -82,16 +107,7 @@ impl Bridge {
         let mut message = Vec::with_capacity(m.elements.len() + 2);
         message.push(Element::MessageSource { id: source_id });
         if let Some(q) = m.quote {
-            let quoted = MessageRef { account, target: m.target, backend_id: q.backend_id };
-            let id = self.registry.source_of(&quoted).unwrap_or_else(|| {
-                self.registry.issue_source(SourceInfo {
-                    msg: quoted,
-                    sender: q.to.unwrap_or_default(),
-                    time: q.time.unwrap_or(0),
-                    text: q.text.clone().unwrap_or_default(),
-                })
-            });
-            message.push(Element::Quote { id, to: q.to, time: q.time, text: q.text });
+            message.push(self.quote_element(account, m.target, q));
         }
         message.extend(m.elements);
         let group_model = |id: GroupId| {

@@ -9,6 +9,7 @@ mod accounts;
 mod execute;
 mod ingest;
 mod outgoing;
+pub mod pacer;
 mod permissions;
 mod sim;
 
@@ -17,6 +18,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 
+use self::pacer::Pacer;
 pub use self::permissions::{Caller, CallerKind, Permissions, Scope};
 use crate::backend::{Backend, EventSink};
 use crate::bus::Bus;
@@ -31,6 +33,8 @@ pub struct Bridge {
     clock: Arc<dyn Clock>,
     media: MediaPolicy,
     accounts: RwLock<BTreeMap<AccountId, Arc<dyn Backend>>>,
+    /// Each account's send pacer.
+    pacers: RwLock<BTreeMap<AccountId, Arc<Pacer>>>,
     metrics: Metrics,
 }
 
@@ -42,6 +46,7 @@ impl Bridge {
             clock,
             media,
             accounts: RwLock::new(BTreeMap::new()),
+            pacers: RwLock::new(BTreeMap::new()),
             metrics: Metrics::default(),
         })
     }

@@ -32,6 +32,7 @@ impl Bridge {
                     quote = Some(info.msg.backend_id);
                 }
                 Element::Voice { .. } => return bad("Voice is receive-only"),
+                Element::Forward { .. } => return bad("a forwarded message is sent with SendForward"),
                 other => elements.push(other.clone()),
             }
         }

@@ -5,7 +5,9 @@ use super::accounts::lookup_error;
 use super::{Bridge, Caller, Scope};
 use crate::backend::Simulated;
 use crate::registry::{IdKind, LookupError};
-use crate::schema::{ErrorCode, Event, OpData, OpError, OpKind, SimEventContent, SimMessageContent, Target};
+use crate::schema::{
+    ErrorCode, Event, GroupEvent, OpData, OpError, OpKind, SimEventContent, SimMessageContent, Target,
+};
 
 impl Bridge {
     pub(super) async fn sim_message(
@@ -63,7 +65,21 @@ impl Bridge {
                 Simulated::Recall { target: info.msg.target, backend_id: info.msg.backend_id, revoker: r.revoker }
             }
             Event::User(e) => Simulated::User(e),
-            Event::Group(e) => Simulated::Group(e),
+            Event::Group(e) => {
+                // A reaction or essence names a message of this account's group.
+                let about = match &e {
+                    GroupEvent::Reaction { group, message_source, .. }
+                    | GroupEvent::Essence { group, message_source, .. } => {
+                        let info = self.resolve_source(message_source)?;
+                        if info.msg.account != account || info.msg.target != (Target::Group { group: *group }) {
+                            return Err(OpError::new(ErrorCode::UnknownMessage, "no such message in that group"));
+                        }
+                        Some(info.msg.backend_id)
+                    }
+                    _ => None,
+                };
+                Simulated::Group { event: e, about }
+            }
         };
         caller.check(name, account, Scope::Account)?;
         Ok(OpData::Caused { seq: backend.simulate(action).await? })

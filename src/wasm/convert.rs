@@ -90,6 +90,81 @@ pub fn element(e: &s::Element) -> w::Element {
         s::Element::LightApp { content } => w::Element::LightApp(content.clone()),
         s::Element::Service { id, content } => w::Element::Service(w::Service { id: *id, content: content.clone() }),
         s::Element::Other { kind, data } => w::Element::Other(w::Other { kind: kind.clone(), data: data.to_string() }),
+        s::Element::Forward { id, nodes } => {
+            w::Element::Forward(w::Forward { id: id.clone(), nodes: nodes.iter().map(node).collect() })
+        }
+    }
+}
+
+fn node(n: &s::ForwardNode) -> w::ForwardNode {
+    w::ForwardNode {
+        sender: n.sender.0,
+        name: n.name.clone(),
+        time: n.time,
+        message: n.message.iter().map(node_element).collect(),
+    }
+}
+
+/// A node's element; what a node cannot hold (a nested forward, a quote)
+/// arrives as `other` with the element's JSON.
+fn node_element(e: &s::Element) -> w::NodeElement {
+    match element(e) {
+        w::Element::Plain(t) => w::NodeElement::Plain(t),
+        w::Element::At(a) => w::NodeElement::At(a),
+        w::Element::AtAll => w::NodeElement::AtAll,
+        w::Element::Face(id) => w::NodeElement::Face(id),
+        w::Element::Image(i) => w::NodeElement::Image(i),
+        w::Element::FlashImage(i) => w::NodeElement::FlashImage(i),
+        w::Element::Poke(p) => w::NodeElement::Poke(p),
+        w::Element::Voice(v) => w::NodeElement::Voice(v),
+        w::Element::LightApp(c) => w::NodeElement::LightApp(c),
+        w::Element::Service(x) => w::NodeElement::Service(x),
+        w::Element::Other(x) => w::NodeElement::Other(x),
+        w::Element::MessageSource(_) | w::Element::Quote(_) | w::Element::Forward(_) => {
+            let data = serde_json::to_value(e).unwrap_or_default();
+            let kind = data.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
+            w::NodeElement::Other(w::Other { kind, data: data.to_string() })
+        }
+    }
+}
+
+pub fn node_from(n: w::ForwardNode) -> s::ForwardNode {
+    let message = n
+        .message
+        .into_iter()
+        .map(|e| {
+            element_from(match e {
+                w::NodeElement::Plain(t) => w::Element::Plain(t),
+                w::NodeElement::At(a) => w::Element::At(a),
+                w::NodeElement::AtAll => w::Element::AtAll,
+                w::NodeElement::Face(id) => w::Element::Face(id),
+                w::NodeElement::Image(i) => w::Element::Image(i),
+                w::NodeElement::FlashImage(i) => w::Element::FlashImage(i),
+                w::NodeElement::Poke(p) => w::Element::Poke(p),
+                w::NodeElement::Voice(v) => w::Element::Voice(v),
+                w::NodeElement::LightApp(c) => w::Element::LightApp(c),
+                w::NodeElement::Service(x) => w::Element::Service(x),
+                w::NodeElement::Other(x) => w::Element::Other(x),
+            })
+        })
+        .collect();
+    s::ForwardNode { sender: s::UserId(n.sender), name: n.name, time: n.time, message }
+}
+
+pub fn fetched(m: &s::FetchedMessage) -> w::FetchedMessage {
+    let (chat, channel, group) = match m.target {
+        s::Target::Group { group } => (w::Chat::Group, group.0, group.0),
+        s::Target::Friend { friend } => (w::Chat::Friend, friend.0, 0),
+        s::Target::Temp { group, user } => (w::Chat::Temp, user.0, group.0),
+    };
+    w::FetchedMessage {
+        chat,
+        channel,
+        group,
+        sender: m.sender.0,
+        sender_name: m.sender_name.clone(),
+        time: m.time,
+        message: chain(&m.message),
     }
 }
 
@@ -115,6 +190,7 @@ pub fn element_from(e: w::Element) -> s::Element {
             data: serde_json::from_str(&x.data).unwrap_or(serde_json::Value::String(x.data)),
             kind: x.kind,
         },
+        w::Element::Forward(f) => s::Element::Forward { id: f.id, nodes: f.nodes.into_iter().map(node_from).collect() },
     }
 }
 
@@ -213,6 +289,9 @@ fn user_event(u: &s::UserEvent) -> w::UserEvent {
         s::UserEvent::GroupLeft { which, operator } => {
             w::UserEvent::GroupLeft(w::GroupLeft { which: which.0, operator: operator.0 })
         }
+        s::UserEvent::Poke { from, target } => {
+            w::UserEvent::Poke(w::PokeEvent { from: from.0, target: target.0, group: 0 })
+        }
     }
 }
 
@@ -238,6 +317,40 @@ fn group_event(g: &s::GroupEvent) -> w::GroupEvent {
         }
         s::GroupEvent::MemberLeft { who, group, operator } => {
             w::GroupEvent::MemberLeft(w::MemberLeft { who: who.0, group: group.0, operator: operator.0 })
+        }
+        s::GroupEvent::Poke { from, target, group } => {
+            w::GroupEvent::Poke(w::PokeEvent { from: from.0, target: target.0, group: group.0 })
+        }
+        s::GroupEvent::Reaction { who, group, message_source, emoji, add } => w::GroupEvent::Reaction(w::Reaction {
+            who: who.0,
+            group: group.0,
+            message_source: message_source.0.clone(),
+            emoji: emoji.clone(),
+            add: *add,
+        }),
+        s::GroupEvent::Essence { group, message_source, sender, operator, set } => w::GroupEvent::Essence(w::Essence {
+            group: group.0,
+            message_source: message_source.0.clone(),
+            sender: sender.0,
+            operator: operator.0,
+            set: *set,
+        }),
+        s::GroupEvent::MemberCard { who, group, card, old } => w::GroupEvent::MemberCard(w::MemberCard {
+            who: who.0,
+            group: group.0,
+            card: card.clone(),
+            old: old.clone(),
+        }),
+        s::GroupEvent::FileUpload { who, group, file } => w::GroupEvent::FileUpload(w::FileUpload {
+            who: who.0,
+            group: group.0,
+            file: w::GroupFile { id: file.id.clone(), name: file.name.clone(), size: file.size },
+        }),
+        s::GroupEvent::Honor { who, group, honor } => {
+            w::GroupEvent::Honor(w::Honor { who: who.0, group: group.0, honor: honor.clone() })
+        }
+        s::GroupEvent::Title { who, group, title } => {
+            w::GroupEvent::Title(w::Title { who: who.0, group: group.0, title: title.clone() })
         }
     }
 }

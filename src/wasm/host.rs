@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{botbridge::bot as v0_2, v0_1::botbridge::bot as v0_1};
+use super::bindings::{botbridge::bot as v0_3, v0_1::botbridge::bot as v0_1, v0_2::botbridge::bot as v0_2};
 use super::convert::SharedEvents;
 use super::folder::{self, FileError, bot_name};
 use super::kv::Buckets;
@@ -201,8 +201,8 @@ fn engine(max_bots: u32) -> Result<Engine, HostError> {
     Engine::new(&config).map_err(|e| HostError::Engine(cause(e)))
 }
 
-/// WASI, wasi:http (sent through [`super::http::OutboundHttp`]), and both
-/// versions of the bot world, so a 0.1.0 bot links as it always did.
+/// WASI, wasi:http (sent through [`super::http::OutboundHttp`]), and every
+/// version of the bot world, so a 0.1.0 or 0.2.0 bot links as it always did.
 fn linker(engine: &Engine) -> Result<Linker<BotState>, HostError> {
     let mut linker = Linker::new(engine);
     let link = |linker: &mut Linker<BotState>| -> wasmtime::Result<()> {
@@ -212,6 +212,12 @@ fn linker(engine: &Engine) -> Result<Linker<BotState>, HostError> {
         }
         wasmtime_wasi::p2::add_to_linker_async(linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+        v0_3::types::add_to_linker::<_, Me>(linker, me)?;
+        v0_3::operations::add_to_linker::<_, Me>(linker, me)?;
+        v0_3::log::add_to_linker::<_, Me>(linker, me)?;
+        v0_3::kv::add_to_linker::<_, Me>(linker, me)?;
+        v0_3::timers::add_to_linker::<_, Me>(linker, me)?;
+        v0_3::config::add_to_linker::<_, Me>(linker, me)?;
         v0_2::types::add_to_linker::<_, Me>(linker, me)?;
         v0_2::operations::add_to_linker::<_, Me>(linker, me)?;
         v0_2::log::add_to_linker::<_, Me>(linker, me)?;

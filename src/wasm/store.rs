@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::botbridge::bot::{config as wit_config, kv, log, operations, timers as wit_timers, types};
-use super::bindings::v0_1::botbridge::bot as v0_1;
+use super::bindings::v0_2::botbridge::bot::types as v0_2;
 use super::convert;
 use super::http::OutboundHttp;
 use super::kv::{Bucket, KvError};
@@ -155,9 +155,111 @@ impl operations::Host for BotState {
     ) -> Result<(), types::Error> {
         self.done(Operation::MuteMember(s::MuteMemberContent {
             account: bot.map(s::AccountId),
+            group: Some(s::GroupId(group)),
+            member: Some(s::UserId(member)),
+            message_source: None,
+            time: seconds,
+        }))
+        .await
+    }
+
+    async fn mute_sender(&mut self, message_source: String, seconds: i64) -> Result<(), types::Error> {
+        self.done(Operation::MuteMember(s::MuteMemberContent {
+            account: None,
+            group: None,
+            member: None,
+            message_source: Some(s::SourceId(message_source)),
+            time: seconds,
+        }))
+        .await
+    }
+
+    async fn kick_member(
+        &mut self,
+        bot: Option<i64>,
+        group: i64,
+        member: i64,
+        reject_rejoin: bool,
+    ) -> Result<(), types::Error> {
+        self.done(Operation::KickMember(s::KickMemberContent {
+            account: bot.map(s::AccountId),
             group: s::GroupId(group),
             member: s::UserId(member),
-            time: seconds,
+            reject_rejoin,
+        }))
+        .await
+    }
+
+    async fn mute_all(&mut self, bot: Option<i64>, group: i64, enable: bool) -> Result<(), types::Error> {
+        let account = bot.map(s::AccountId);
+        self.done(Operation::MuteAll(s::MuteAllContent { account, group: s::GroupId(group), enable })).await
+    }
+
+    async fn set_member_card(
+        &mut self,
+        bot: Option<i64>,
+        group: i64,
+        member: i64,
+        card: String,
+    ) -> Result<(), types::Error> {
+        self.done(Operation::SetMemberCard(s::SetMemberCardContent {
+            account: bot.map(s::AccountId),
+            group: s::GroupId(group),
+            member: s::UserId(member),
+            card,
+        }))
+        .await
+    }
+
+    async fn set_group_admin(
+        &mut self,
+        bot: Option<i64>,
+        group: i64,
+        member: i64,
+        enable: bool,
+    ) -> Result<(), types::Error> {
+        self.done(Operation::SetGroupAdmin(s::SetGroupAdminContent {
+            account: bot.map(s::AccountId),
+            group: s::GroupId(group),
+            member: s::UserId(member),
+            enable,
+        }))
+        .await
+    }
+
+    async fn send_poke(&mut self, bot: Option<i64>, group: Option<i64>, target: i64) -> Result<(), types::Error> {
+        self.done(Operation::SendPoke(s::SendPokeContent {
+            account: bot.map(s::AccountId),
+            group: group.map(s::GroupId),
+            target: s::UserId(target),
+        }))
+        .await
+    }
+
+    async fn get_message(&mut self, message_source: String) -> Result<types::FetchedMessage, types::Error> {
+        let op = Operation::GetMessage(s::GetMessageContent { message_source: s::SourceId(message_source) });
+        match self.op(op).await? {
+            OpData::Message { message } => Ok(convert::fetched(&message)),
+            _ => Err(internal()),
+        }
+    }
+
+    async fn send_forward(
+        &mut self,
+        bot: Option<i64>,
+        group: Option<i64>,
+        friend: Option<i64>,
+        nodes: Vec<types::ForwardNode>,
+    ) -> Result<types::Sent, types::Error> {
+        let mut nodes: Vec<s::ForwardNode> = nodes.into_iter().map(convert::node_from).collect();
+        for node in &mut nodes {
+            self.settings.mask_chain(&mut node.message);
+        }
+        self.send(Operation::SendForward(s::SendForwardContent {
+            account: bot.map(s::AccountId),
+            group: group.map(s::GroupId),
+            friend: friend.map(s::UserId),
+            nodes,
         }))
         .await
     }
@@ -359,95 +461,6 @@ impl wit_config::Host for BotState {
     }
 }
 
-// botbridge:bot@0.1.0: the same functions under the old names.
-impl v0_1::operations::Host for BotState {
-    async fn reply(&mut self, key: String, message: Vec<types::Element>) -> Result<types::Sent, types::Error> {
-        operations::Host::reply(self, key, message).await
-    }
-    async fn send_to_group(
-        &mut self,
-        bot: Option<i64>,
-        group: i64,
-        message: Vec<types::Element>,
-    ) -> Result<types::Sent, types::Error> {
-        operations::Host::send_to_group(self, bot, group, message).await
-    }
-    async fn send_to_friend(
-        &mut self,
-        bot: Option<i64>,
-        friend: i64,
-        message: Vec<types::Element>,
-    ) -> Result<types::Sent, types::Error> {
-        operations::Host::send_to_friend(self, bot, friend, message).await
-    }
-    async fn recall_receipt(&mut self, receipt: String) -> Result<(), types::Error> {
-        operations::Host::recall_receipt(self, receipt).await
-    }
-    async fn recall(&mut self, source: String) -> Result<(), types::Error> {
-        operations::Host::recall(self, source).await
-    }
-    async fn mute_member(
-        &mut self,
-        bot: Option<i64>,
-        group: i64,
-        member: i64,
-        seconds: i64,
-    ) -> Result<(), types::Error> {
-        operations::Host::mute_member(self, bot, group, member, seconds).await
-    }
-    async fn handle_friend_request(
-        &mut self,
-        id: String,
-        accept: bool,
-        why: Option<String>,
-    ) -> Result<(), types::Error> {
-        operations::Host::handle_friend_request(self, id, accept, why).await
-    }
-    async fn handle_group_invite(&mut self, id: String, accept: bool, why: Option<String>) -> Result<(), types::Error> {
-        operations::Host::handle_group_invite(self, id, accept, why).await
-    }
-    async fn handle_join_request(&mut self, id: String, accept: bool, why: Option<String>) -> Result<(), types::Error> {
-        operations::Host::handle_join_request(self, id, accept, why).await
-    }
-    async fn list_friends(&mut self, bot: Option<i64>) -> Result<Vec<types::Friend>, types::Error> {
-        operations::Host::list_friends(self, bot).await
-    }
-    async fn list_groups(&mut self, bot: Option<i64>) -> Result<Vec<types::Group>, types::Error> {
-        operations::Host::list_groups(self, bot).await
-    }
-    async fn list_members(&mut self, bot: Option<i64>, group: i64) -> Result<Vec<types::Member>, types::Error> {
-        operations::Host::list_members(self, bot, group).await
-    }
-}
-
-impl v0_1::log::Host for BotState {
-    async fn log(&mut self, level: v0_1::log::Level, message: String) {
-        let level = match level {
-            v0_1::log::Level::Trace => log::Level::Trace,
-            v0_1::log::Level::Debug => log::Level::Debug,
-            v0_1::log::Level::Info => log::Level::Info,
-            v0_1::log::Level::Warn => log::Level::Warn,
-            v0_1::log::Level::Error => log::Level::Error,
-        };
-        log::Host::log(self, level, message).await
-    }
-}
-
-impl v0_1::kv::Host for BotState {
-    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        kv::Host::get(self, key).await
-    }
-    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        kv::Host::set(self, key, value).await
-    }
-    async fn delete(&mut self, key: String) {
-        kv::Host::delete(self, key).await
-    }
-    async fn list(&mut self, prefix: String) -> Vec<String> {
-        kv::Host::list(self, prefix).await
-    }
-}
-
 /// A guest's stdout/stderr, line by line into its log.
 #[derive(Clone)]
 struct LogStream {
@@ -534,9 +547,16 @@ pub struct BotTemplate {
 }
 
 /// A live instance in its own Store.
+/// A bot's `handle`, in its world's event type (0.1.0 shares 0.2.0's).
+#[derive(Clone, Copy)]
+enum Handler {
+    Current(TypedFunc<(Arc<types::Event>,), ()>),
+    V0_2(TypedFunc<(v0_2::Event,), ()>),
+}
+
 pub struct LiveBot {
     store: Store<BotState>,
-    handle: TypedFunc<(Arc<types::Event>,), ()>,
+    handle: Handler,
     on_timer: Option<TypedFunc<(String,), ()>>,
     cpu_ms: u64,
 }
@@ -592,9 +612,13 @@ impl BotTemplate {
         let cpu_ms = self.config.cpu_ms;
         begin_call(&mut store);
         let instance: Instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, cpu_ms))?;
-        let handle = instance
-            .get_typed_func::<(Arc<types::Event>,), ()>(&mut store, "handle")
-            .map_err(|e| CallError::NoHandle(super::host::cause(e)))?;
+        let handle = match instance.get_typed_func::<(Arc<types::Event>,), ()>(&mut store, "handle") {
+            Ok(f) => Handler::Current(f),
+            Err(e) => match instance.get_typed_func::<(v0_2::Event,), ()>(&mut store, "handle") {
+                Ok(f) => Handler::V0_2(f),
+                Err(_) => return Err(CallError::NoHandle(super::host::cause(e))),
+            },
+        };
         let on_timer = instance.get_typed_func::<(String,), ()>(&mut store, "on-timer").ok();
         let mut live = LiveBot { store, handle, on_timer, cpu_ms };
         // `setup` since 0.2.0; `init` in 0.1.0.
@@ -628,7 +652,15 @@ impl LiveBot {
     pub async fn handle(&mut self, event: Arc<types::Event>) -> Result<(), CallError> {
         begin_call(&mut self.store);
         let cpu_ms = self.cpu_ms;
-        self.handle.call_async(&mut self.store, (event,)).await.map_err(|e| classify(e, cpu_ms))
+        match self.handle {
+            Handler::Current(f) => f.call_async(&mut self.store, (event,)).await,
+            Handler::V0_2(f) => match super::compat::event_v0_2(&event) {
+                Some(event) => f.call_async(&mut self.store, (event,)).await,
+                // An event kind the bot's world does not have.
+                None => Ok(()),
+            },
+        }
+        .map_err(|e| classify(e, cpu_ms))
     }
 
     /// Tells the bot that timer `tag` fired (nothing if it has no `on-timer`).

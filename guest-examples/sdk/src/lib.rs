@@ -65,9 +65,10 @@ pub mod bindings {
 }
 
 pub use bindings::botbridge::bot::types::{
-    At, ChatKind, Element, Error, ErrorCode, Friend, FriendRequest, Group, GroupEvent, GroupInvite, GroupLeft, Image,
-    JoinRequest, Member, MemberJoined, MemberLeft, Mute, Other, Permission, Person, Poke, Quote, Revoke, Sent,
-    UserEvent,
+    At, Chat, ChatKind, Element, Error, ErrorCode, Essence, FetchedMessage, FileUpload, Forward, ForwardNode, Friend,
+    FriendRequest, Group, GroupEvent, GroupFile, GroupInvite, GroupLeft, Honor, Image, JoinRequest, Member,
+    MemberCard, MemberJoined, MemberLeft, Mute, NodeElement, Other, Permission, Person, Poke, PokeEvent, Quote,
+    Reaction, Revoke, Sent, Title, UserEvent,
 };
 pub use chain::Chain;
 pub use event::{Event, Message, Scene};

@@ -3,7 +3,7 @@
 //! Every failure is an [`Error`] with a stable [`ErrorCode`](crate::ErrorCode).
 
 use crate::bindings::botbridge::bot::operations as wit;
-use crate::{Chain, Error, Friend, Group, Member, Sent};
+use crate::{Chain, Error, FetchedMessage, ForwardNode, Friend, Group, Member, Sent};
 
 /// The generated functions, with every parameter (`bot` included).
 pub use crate::bindings::botbridge::bot::operations as raw;
@@ -77,4 +77,51 @@ pub fn list_groups() -> Result<Vec<Group>, Error> {
 
 pub fn list_members(group: i64) -> Result<Vec<Member>, Error> {
     wit::list_members(None, group)
+}
+
+// ── world 0.3.0 ──
+
+/// Mutes the sender of a group message by its source ID, also an anonymous one.
+pub fn mute_sender(source_id: &str, seconds: i64) -> Result<(), Error> {
+    wit::mute_sender(source_id, seconds)
+}
+
+/// Removes `member` from `group`; `reject_rejoin` refuses their later join requests.
+pub fn kick(group: i64, member: i64, reject_rejoin: bool) -> Result<(), Error> {
+    wit::kick_member(None, group, member, reject_rejoin)
+}
+
+/// Mutes the whole group (`true`) or lifts it.
+pub fn mute_all(group: i64, enable: bool) -> Result<(), Error> {
+    wit::mute_all(None, group, enable)
+}
+
+/// Sets `member`'s card in `group`; an empty card clears it.
+pub fn set_card(group: i64, member: i64, card: &str) -> Result<(), Error> {
+    wit::set_member_card(None, group, member, card)
+}
+
+/// Makes `member` an admin of `group` (`true`) or a plain member.
+pub fn set_admin(group: i64, member: i64, enable: bool) -> Result<(), Error> {
+    wit::set_group_admin(None, group, member, enable)
+}
+
+/// Pokes `target` in `group`, or privately with `None`.
+pub fn poke(group: Option<i64>, target: i64) -> Result<(), Error> {
+    wit::send_poke(None, group, target)
+}
+
+/// A message by its source ID, as the account still has it.
+pub fn get_message(source_id: &str) -> Result<FetchedMessage, Error> {
+    wit::get_message(source_id)
+}
+
+/// Sends a forwarded message of `nodes` to `group`.
+pub fn forward_to_group(group: i64, nodes: &[ForwardNode]) -> Result<Sent, Error> {
+    wit::send_forward(None, Some(group), None, nodes)
+}
+
+/// Sends a forwarded message of `nodes` to `friend`.
+pub fn forward_to_friend(friend: i64, nodes: &[ForwardNode]) -> Result<Sent, Error> {
+    wit::send_forward(None, None, Some(friend), nodes)
 }

@@ -42,13 +42,29 @@ impl Inner {
                     continue;
                 }
             };
+            if let Some(key) = wire::identity(&frame)
+                && self.seen.lock().repeated(key, self.config.dedup_window)
+            {
+                self.duplicates.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("dropping a repeated upstream frame: {frame}");
+                continue;
+            }
             let Some(upstream) = wire::event(&frame, id) else {
                 tracing::warn!("ignoring an event with missing or malformed fields: {frame}");
                 continue;
             };
             let event = match upstream {
-                Upstream::Message { scene, sender, message_id, time, segments, anonymous } => {
-                    let (elements, quote) = wire::elements(&segments);
+                Upstream::Message { scene, mut sender, message_id, time, segments, anonymous } => {
+                    let (mut elements, quote) = wire::elements(&segments);
+                    self.expand_forwards(&mut elements).await;
+                    if let Some(anon) = &anonymous {
+                        self.remember_anonymous(message_id, anon);
+                        // The name it posts under is all anyone sees of it.
+                        if let (Some(obj), Some(name)) = (sender.as_object_mut(), anon.get("name").cloned()) {
+                            obj.insert("nickname".into(), name.clone());
+                            obj.insert("card".into(), name);
+                        }
+                    }
                     let user = UserId(sender.get("user_id").and_then(wire::int).unwrap_or(0));
                     let friend = || FriendModel {
                         id: user,
@@ -73,7 +89,7 @@ impl Inner {
                         time,
                         quote,
                         elements,
-                        anonymous,
+                        anonymous: anonymous.is_some(),
                     })
                 }
                 Upstream::Event(event) => {
@@ -95,6 +111,33 @@ impl Inner {
             };
             (self.sink)(id, event);
         }
+    }
+
+    /// Fills in the nodes of forwarded messages that came by ID only.
+    pub(super) async fn expand_forwards(&self, elements: &mut [crate::schema::Element]) {
+        for e in elements {
+            let crate::schema::Element::Forward { id, nodes } = e else { continue };
+            if !nodes.is_empty() || id.is_empty() {
+                continue;
+            }
+            match self.call("get_forward_msg", json!({"message_id": id, "id": id})).await {
+                Ok(data) => *nodes = wire::forward_nodes(data.get("messages").unwrap_or(&data)),
+                Err(e) => tracing::warn!(forward = %id, "could not expand a forwarded message: {e}"),
+            }
+        }
+    }
+
+    /// Keeps an anonymous message's flag, which muting its sender needs.
+    fn remember_anonymous(&self, message_id: crate::schema::UpstreamMsgId, anonymous: &Value) {
+        let flag = anonymous.get("flag").and_then(Value::as_str).unwrap_or_default();
+        if flag.is_empty() {
+            return;
+        }
+        let mut flags = self.anonymous.lock();
+        if flags.len() >= super::ANONYMOUS_KEPT {
+            flags.pop_front();
+        }
+        flags.push_back((message_id, flag.to_owned()));
     }
 
     /// Emits online/offline when the state changes (event task only).

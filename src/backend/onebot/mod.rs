@@ -30,9 +30,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Backend, EventSink, OutgoingMessage, RequestAnswer, Sent};
+use super::{Backend, EventSink, FetchedMessage, OutgoingMessage, RequestAnswer, Sent};
 use crate::schema::{
-    AccountId, ErrorCode, FriendModel, GroupId, GroupModel, MemberModel, OpError, Target, UpstreamMsgId, UserId,
+    AccountId, ErrorCode, ForwardNode, FriendModel, GroupId, GroupModel, MemberModel, OpError, Target, UpstreamMsgId,
+    UserId,
 };
 
 /// How one account reaches its OneBot implementation.
@@ -52,6 +53,43 @@ pub struct OnebotConfig {
     pub access_token: Option<String>,
     /// How long a call may take before it fails with `timeout`.
     pub call_timeout: Duration,
+    /// A frame that repeats one handled this long ago or less is dropped.
+    pub dedup_window: Duration,
+}
+
+/// The default `dedup_window_ms`: a minute covers a reconnect's repeats.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(60);
+/// Frames remembered for de-duplication, at most.
+const SEEN_KEPT: usize = 16_384;
+/// Anonymous messages whose flag is kept for muting their sender.
+const ANONYMOUS_KEPT: usize = 4096;
+
+/// The identities of recent upstream frames, oldest first.
+#[derive(Default)]
+struct Seen {
+    order: std::collections::VecDeque<(Instant, String)>,
+    keys: std::collections::HashSet<String>,
+}
+
+impl Seen {
+    /// Whether `key` was seen within `window`; remembers it if not.
+    fn repeated(&mut self, key: String, window: Duration) -> bool {
+        let now = Instant::now();
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) <= window && self.order.len() < SEEN_KEPT {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.keys.remove(&old);
+            }
+        }
+        if window.is_zero() || self.keys.contains(&key) {
+            return !window.is_zero();
+        }
+        self.keys.insert(key.clone());
+        self.order.push_back((now, key));
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +132,11 @@ struct Inner {
     /// When the last heartbeat came, and the interval it promised.
     heartbeat: Mutex<Option<(Instant, Duration)>>,
     events: mpsc::UnboundedSender<Inbound>,
+    seen: Mutex<Seen>,
+    /// Repeated frames dropped.
+    duplicates: AtomicU64,
+    /// Recent anonymous messages' flags, oldest first.
+    anonymous: Mutex<std::collections::VecDeque<(UpstreamMsgId, String)>>,
 }
 
 impl OnebotBackend {
@@ -115,6 +158,9 @@ impl OnebotBackend {
             online: AtomicBool::new(false),
             heartbeat: Mutex::new(None),
             events,
+            seen: Mutex::new(Seen::default()),
+            duplicates: AtomicU64::new(0),
+            anonymous: Mutex::new(std::collections::VecDeque::new()),
         });
         let span = tracing::info_span!("onebot", account = config.id.0);
         tokio::spawn(inner.clone().map_events(events_rx).instrument(span.clone()));
@@ -134,6 +180,18 @@ impl OnebotBackend {
             }
         }
         Ok(Arc::new(Self { inner }))
+    }
+}
+
+impl Inner {
+    /// A send action; its answer's `message_id` is the sent message's.
+    async fn send(&self, action: &str, params: Value) -> Result<Sent, OpError> {
+        let data = self.call(action, params).await?;
+        let backend_id = data
+            .get("message_id")
+            .and_then(wire::int)
+            .ok_or_else(|| OpError::new(ErrorCode::UpstreamError, format!("{action}: the answer has no message_id")))?;
+        Ok(Sent { backend_id: UpstreamMsgId(backend_id), time: super::unix_now() })
     }
 }
 
@@ -160,6 +218,10 @@ impl Backend for OnebotBackend {
         self.inner.online.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    fn duplicates(&self) -> u64 {
+        self.inner.duplicates.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn send(&self, target: Target, message: OutgoingMessage) -> Result<Sent, OpError> {
         let segments = wire::to_segments(&message);
         let (action, params) = match target {
@@ -169,12 +231,79 @@ impl Backend for OnebotBackend {
                 ("send_private_msg", json!({"user_id": user, "group_id": group, "message": segments}))
             }
         };
-        let data = self.inner.call(action, params).await?;
-        let backend_id = data
-            .get("message_id")
-            .and_then(wire::int)
-            .ok_or_else(|| OpError::new(ErrorCode::UpstreamError, format!("{action}: the answer has no message_id")))?;
-        Ok(Sent { backend_id: UpstreamMsgId(backend_id), time: super::unix_now() })
+        self.inner.send(action, params).await
+    }
+
+    async fn send_forward(&self, target: Target, nodes: Vec<ForwardNode>) -> Result<Sent, OpError> {
+        let messages = wire::to_nodes(&nodes);
+        let (action, params) = match target {
+            Target::Group { group } => ("send_group_forward_msg", json!({"group_id": group, "messages": messages})),
+            Target::Friend { friend } | Target::Temp { user: friend, .. } => {
+                ("send_private_forward_msg", json!({"user_id": friend, "messages": messages}))
+            }
+        };
+        self.inner.send(action, params).await
+    }
+
+    async fn get_message(&self, _target: Target, backend_id: UpstreamMsgId) -> Result<FetchedMessage, OpError> {
+        let data = self.inner.call("get_msg", json!({"message_id": backend_id})).await?;
+        let sender = data.get("sender").cloned().unwrap_or(Value::Null);
+        let (mut elements, quote) = wire::elements(&wire::segments(data.get("message").unwrap_or(&Value::Null)));
+        self.inner.expand_forwards(&mut elements).await;
+        let card = sender.get("card").and_then(Value::as_str).filter(|c| !c.is_empty());
+        Ok(FetchedMessage {
+            sender: UserId(sender.get("user_id").and_then(wire::int).unwrap_or(0)),
+            sender_name: card.or(sender.get("nickname").and_then(Value::as_str)).unwrap_or_default().to_owned(),
+            time: data.get("time").and_then(wire::int).unwrap_or(0),
+            quote,
+            elements,
+        })
+    }
+
+    async fn mute_sender(
+        &self,
+        group: GroupId,
+        backend_id: UpstreamMsgId,
+        sender: UserId,
+        seconds: i64,
+    ) -> Result<(), OpError> {
+        let flag = self.inner.anonymous.lock().iter().rev().find(|(id, _)| *id == backend_id).map(|(_, f)| f.clone());
+        match flag {
+            // OneBot names the field `anonymous_flag`; go-cqhttp also reads `flag`.
+            Some(flag) => {
+                let params = json!({"group_id": group, "anonymous_flag": flag, "flag": flag, "duration": seconds});
+                self.inner.call("set_group_anonymous_ban", params).await.map(|_| ())
+            }
+            None => self.mute(group, sender, seconds).await,
+        }
+    }
+
+    async fn kick(&self, group: GroupId, member: UserId, reject_rejoin: bool) -> Result<(), OpError> {
+        let params = json!({"group_id": group, "user_id": member, "reject_add_request": reject_rejoin});
+        self.inner.call("set_group_kick", params).await.map(|_| ())
+    }
+
+    async fn mute_all(&self, group: GroupId, enable: bool) -> Result<(), OpError> {
+        self.inner.call("set_group_whole_ban", json!({"group_id": group, "enable": enable})).await.map(|_| ())
+    }
+
+    async fn set_card(&self, group: GroupId, member: UserId, card: String) -> Result<(), OpError> {
+        let params = json!({"group_id": group, "user_id": member, "card": card});
+        self.inner.call("set_group_card", params).await.map(|_| ())
+    }
+
+    async fn set_admin(&self, group: GroupId, member: UserId, enable: bool) -> Result<(), OpError> {
+        let params = json!({"group_id": group, "user_id": member, "enable": enable});
+        self.inner.call("set_group_admin", params).await.map(|_| ())
+    }
+
+    /// NapCat's and Lagrange's `group_poke` / `friend_poke`.
+    async fn poke(&self, group: Option<GroupId>, target: UserId) -> Result<(), OpError> {
+        let (action, params) = match group {
+            Some(group) => ("group_poke", json!({"group_id": group, "user_id": target})),
+            None => ("friend_poke", json!({"user_id": target})),
+        };
+        self.inner.call(action, params).await.map(|_| ())
     }
 
     async fn recall(&self, _target: Target, backend_id: UpstreamMsgId) -> Result<(), OpError> {

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 
 use crate::backend::{BackendEvent, OutgoingMessage, QuoteRef};
 use crate::schema::{
-    AccountId, Element, GroupEvent, GroupId, ImageTag, MemberModel, NestedImage, Permission, Target, UpstreamMsgId,
-    UserEvent, UserId,
+    AccountId, Element, ForwardNode, GroupEvent, GroupFile, GroupId, ImageTag, MemberModel, NestedImage, Permission,
+    SourceId, Target, UpstreamMsgId, UserEvent, UserId,
 };
 
 /// One message segment: `{"type": …, "data": {…}}`.
@@ -127,6 +127,10 @@ pub fn elements(segments: &[Segment]) -> (Vec<Element>, Option<QuoteRef>) {
             "poke" => Element::Poke { poke_type: d.get("type").and_then(int).unwrap_or(0), name: get("name") },
             "json" => Element::LightApp { content: get("data") },
             "xml" => Element::Service { id: d.get("id").and_then(int).unwrap_or(0), content: get("data") },
+            // The nodes come inline (NapCat's `content`) or are fetched by `id`.
+            "forward" => {
+                Element::Forward { id: get("id"), nodes: d.get("content").map(forward_nodes).unwrap_or_default() }
+            }
             "reply" => {
                 if let Some(id) = d.get("id").and_then(int) {
                     quote = Some(QuoteRef { backend_id: UpstreamMsgId(id), to: None, time: None, text: None });
@@ -139,6 +143,43 @@ pub fn elements(segments: &[Segment]) -> (Vec<Element>, Option<QuoteRef>) {
         out.push(element);
     }
     (out, quote)
+}
+
+/// The nodes of a forwarded message: `get_forward_msg`'s `messages`, or a
+/// forward segment's inline `content`. Each is a message object with its
+/// `sender`, `time` and `message` (or `content`); a node's quote is dropped.
+pub fn forward_nodes(messages: &Value) -> Vec<ForwardNode> {
+    let items = match messages {
+        Value::Array(items) => items.as_slice(),
+        _ => return Vec::new(),
+    };
+    items
+        .iter()
+        .map(|m| {
+            // A `node` segment wraps its message in `data`.
+            let m = if m.get("type").and_then(Value::as_str) == Some("node") { m.get("data").unwrap_or(m) } else { m };
+            let sender = m.get("sender").unwrap_or(m);
+            let content = m.get("message").or_else(|| m.get("content")).cloned().unwrap_or(Value::Null);
+            let name = str_of(sender.get("nickname").or_else(|| sender.get("name")));
+            ForwardNode {
+                sender: UserId(sender.get("user_id").or_else(|| sender.get("uin")).and_then(int).unwrap_or(0)),
+                name,
+                time: m.get("time").and_then(int).unwrap_or(0),
+                message: elements(&segments(&content)).0,
+            }
+        })
+        .collect()
+}
+
+/// Nodes to send as `send_*_forward_msg`'s `messages`.
+pub fn to_nodes(nodes: &[ForwardNode]) -> Vec<Value> {
+    nodes
+        .iter()
+        .map(|n| {
+            let content = to_segments(&OutgoingMessage { quote: None, elements: n.message.clone() });
+            json!({"type": "node", "data": {"user_id": n.sender.to_string(), "nickname": n.name, "content": content}})
+        })
+        .collect()
 }
 
 fn other(seg: &Segment) -> Element {
@@ -167,6 +208,8 @@ pub fn to_segments(message: &OutgoingMessage) -> Vec<Value> {
             Element::LightApp { content } => json!({"type": "json", "data": {"data": content}}),
             Element::Service { content, .. } => json!({"type": "xml", "data": {"data": content}}),
             Element::Other { kind, data } => json!({"type": kind, "data": data}),
+            // Received forwards are sent on by their ID.
+            Element::Forward { id, .. } => json!({"type": "forward", "data": {"id": id}}),
             // The bridge refuses these before they reach a backend.
             Element::MessageSource { .. } | Element::Quote { .. } | Element::Voice { .. } => continue,
         };
@@ -228,7 +271,8 @@ pub enum Upstream {
         message_id: UpstreamMsgId,
         time: i64,
         segments: Vec<Segment>,
-        anonymous: bool,
+        /// An anonymous sender's `anonymous` object (`id`, `name`, `flag`).
+        anonymous: Option<Value>,
     },
     Event(BackendEvent),
     /// `lifecycle` (enable/connect: true; disable: false).
@@ -287,7 +331,7 @@ pub fn event(v: &Value, self_id: AccountId) -> Option<Upstream> {
                 message_id: message_of(v, "message_id")?,
                 time,
                 segments: segments(v.get("message")?),
-                anonymous: v.get("anonymous").is_some_and(|a| !a.is_null()),
+                anonymous: v.get("anonymous").filter(|a| a.is_object()).cloned(),
             }
         }
         "message_sent" => Upstream::Ignored,
@@ -307,7 +351,39 @@ pub fn event(v: &Value, self_id: AccountId) -> Option<Upstream> {
 }
 
 fn group_event(event: GroupEvent) -> Upstream {
-    Upstream::Event(BackendEvent::Group { event, request_token: None })
+    Upstream::Event(BackendEvent::group(event))
+}
+
+/// A group event about message `message_id` of `group` (its source ID is the bridge's to fill in).
+fn group_event_about(event: GroupEvent, group: GroupId, message_id: UpstreamMsgId) -> Upstream {
+    Upstream::Event(BackendEvent::Group {
+        event,
+        request_token: None,
+        about: Some((Target::Group { group }, message_id)),
+    })
+}
+
+/// What makes an upstream frame the same as one already handled: a message's
+/// ID, a request's flag, or a notice's every identifying field (with its
+/// time). None for frames that are never repeats (heartbeats, answers).
+pub fn identity(v: &Value) -> Option<String> {
+    let field = |k: &str| str_of(v.get(k));
+    match v.get("post_type").and_then(Value::as_str)? {
+        "message" | "message_sent" => Some(format!("m:{}:{}", field("message_type"), field("message_id"))),
+        "request" => Some(format!("r:{}:{}", field("request_type"), field("flag"))),
+        "notice" => Some(format!(
+            "n:{}:{}:{}:{}:{}:{}:{}:{}",
+            field("notice_type"),
+            field("sub_type"),
+            field("group_id"),
+            field("user_id"),
+            field("operator_id"),
+            field("target_id"),
+            field("message_id"),
+            field("time"),
+        )),
+        _ => None,
+    }
 }
 
 fn user_event(event: UserEvent) -> Upstream {
@@ -360,6 +436,77 @@ fn notice(v: &Value, self_id: AccountId) -> Option<Upstream> {
             operator: if sub == "leave" { user? } else { user_of(v, "operator_id").unwrap_or_default() },
         }),
         "friend_add" => user_event(UserEvent::FriendAdded { who: user?, nick: String::new() }),
+        // Extensions (NapCat, Lagrange, go-cqhttp).
+        "notify" => match (sub, group_of(v, "group_id")) {
+            ("poke", Some(group)) => {
+                group_event(GroupEvent::Poke { from: user?, target: user_of(v, "target_id")?, group })
+            }
+            ("poke", None) => user_event(UserEvent::Poke {
+                from: user_of(v, "sender_id").or(user)?,
+                target: user_of(v, "target_id")?,
+            }),
+            ("honor", Some(group)) => {
+                group_event(GroupEvent::Honor { who: user?, group, honor: str_of(v.get("honor_type")) })
+            }
+            ("title", Some(group)) => {
+                group_event(GroupEvent::Title { who: user?, group, title: str_of(v.get("title")) })
+            }
+            _ => Upstream::Ignored,
+        },
+        // NapCat: `likes` lists the emoji, `is_add` (absent in older versions: an add).
+        "group_msg_emoji_like" => {
+            let group = group_of(v, "group_id")?;
+            let like = v.get("likes").and_then(Value::as_array).and_then(|l| l.first())?;
+            let event = GroupEvent::Reaction {
+                who: user?,
+                group,
+                message_source: SourceId::default(),
+                emoji: str_of(like.get("emoji_id")),
+                add: v.get("is_add").and_then(Value::as_bool).unwrap_or(true),
+            };
+            group_event_about(event, group, message_of(v, "message_id")?)
+        }
+        // Lagrange: `code` is the emoji, `sub_type` add or remove.
+        "reaction" => {
+            let group = group_of(v, "group_id")?;
+            let event = GroupEvent::Reaction {
+                who: user_of(v, "operator_id").or(user)?,
+                group,
+                message_source: SourceId::default(),
+                emoji: str_of(v.get("code")),
+                add: sub != "remove",
+            };
+            group_event_about(event, group, message_of(v, "message_id")?)
+        }
+        "essence" => {
+            let group = group_of(v, "group_id")?;
+            let event = GroupEvent::Essence {
+                group,
+                message_source: SourceId::default(),
+                sender: user_of(v, "sender_id").unwrap_or_default(),
+                operator: user_of(v, "operator_id").unwrap_or_default(),
+                set: sub != "delete",
+            };
+            group_event_about(event, group, message_of(v, "message_id")?)
+        }
+        "group_card" => group_event(GroupEvent::MemberCard {
+            who: user?,
+            group: group_of(v, "group_id")?,
+            card: str_of(v.get("card_new")),
+            old: str_of(v.get("card_old")),
+        }),
+        "group_upload" => {
+            let file = v.get("file")?;
+            group_event(GroupEvent::FileUpload {
+                who: user?,
+                group: group_of(v, "group_id")?,
+                file: GroupFile {
+                    id: str_of(file.get("id")),
+                    name: str_of(file.get("name")),
+                    size: file.get("size").and_then(int).unwrap_or(0),
+                },
+            })
+        }
         _ => Upstream::Ignored,
     })
 }
@@ -390,6 +537,7 @@ fn request(v: &Value) -> Option<Upstream> {
             request_token: Some(format!("invite:{flag}")),
         }),
         ("group", _) => Upstream::Event(BackendEvent::Group {
+            about: None,
             event: GroupEvent::JoinRequest {
                 who: user,
                 group: group_of(v, "group_id")?,
