@@ -152,7 +152,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     }
     let metrics = crate::metrics::registry(bridge.clone(), wasm.clone(), state.clone());
     let router = crate::ws::router(bridge.clone(), auth.clone(), settings.ws.clone(), shutdown.clone())
-        .merge(crate::console::router(wasm.clone(), auth.clone(), shutdown.clone()))
+        .merge(crate::console::router(bridge.clone(), wasm.clone(), auth.clone(), shutdown.clone()))
         .merge(crate::admin::router(wasm.clone(), auth.clone(), settings.max_bot_bytes, settings.max_bot_config_bytes))
         .merge(crate::metrics::router(metrics, auth));
     let router = crate::http::guard(router, &settings.http);

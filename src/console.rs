@@ -22,6 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::bridge::Bridge;
 use crate::wasm::limits::BotConfig;
 use crate::wasm::logbook::{HostUpdate, LogLine};
 use crate::wasm::versions::VersionInfo;
@@ -37,19 +38,21 @@ const REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct ConsoleState {
+    bridge: Arc<Bridge>,
     wasm: WasmHost,
     auth: Arc<Auth>,
     shutdown: CancellationToken,
 }
 
-pub fn router(wasm: WasmHost, auth: Arc<Auth>, shutdown: CancellationToken) -> Router {
-    let state = ConsoleState { wasm, auth, shutdown };
+pub fn router(bridge: Arc<Bridge>, wasm: WasmHost, auth: Arc<Auth>, shutdown: CancellationToken) -> Router {
+    let state = ConsoleState { bridge, wasm, auth, shutdown };
     Router::new()
         .route("/", get(index))
         .route("/console.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT) }))
         .route("/console.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
         .route("/api/bots", get(bots))
         .route("/api/bots/events", get(bot_events))
+        .route("/api/accounts", get(accounts))
         .with_state(state)
 }
 
@@ -161,6 +164,43 @@ fn views(wasm: &WasmHost) -> Vec<BotView> {
     }
     all.sort_by(|a, b| a.name.cmp(&b.name));
     all
+}
+
+/// One account as the panel shows it: online, and its send queue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountView {
+    account: i64,
+    online: bool,
+    /// None when the account is not paced.
+    pacing: Option<PacingView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct PacingView {
+    /// Messages waiting for their turn.
+    queued: usize,
+    /// How many may wait before `rate_limited`.
+    queue: usize,
+}
+
+fn account_views(bridge: &Bridge) -> Vec<AccountView> {
+    bridge
+        .pacer_queues()
+        .into_iter()
+        .map(|(account, queued)| AccountView {
+            account: account.0,
+            online: bridge.account_online(account),
+            pacing: queued.map(|queued| PacingView { queued, queue: bridge.pacing(account).queue }),
+        })
+        .collect()
+}
+
+async fn accounts(State(state): State<ConsoleState>, Query(query): Params, headers: HeaderMap) -> Response {
+    if !may_watch(&state, &headers, &query) {
+        return refuse();
+    }
+    axum::Json(account_views(&state.bridge)).into_response()
 }
 
 #[derive(Serialize)]

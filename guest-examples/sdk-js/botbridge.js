@@ -265,7 +265,7 @@ export class Message {
   }
   /** Mutes whoever sent this group message, also an anonymous sender. */
   muteSender(seconds) {
-    attempt(() => operations.muteSender(this.sourceId(), BigInt(seconds)));
+    attempt(() => operations.muteMember(undefined, { tag: "sender-of", val: this.sourceId() }, BigInt(seconds)));
   }
 }
 

@@ -385,7 +385,7 @@ class Message:
 
     def mute_sender(self, seconds: int) -> None:
         """Mutes whoever sent this group message, also an anonymous sender."""
-        _attempt(lambda: _ops.mute_sender(self.source_id(), seconds))
+        _attempt(lambda: _ops.mute_member(None, _ops.MuteTarget_SenderOf(self.source_id()), seconds))
 
 
 def command(name: str) -> Callable:

@@ -47,6 +47,11 @@ impl Bridge {
         self.accounts.read().iter().map(|(a, b)| (*a, b.duplicates())).collect()
     }
 
+    /// How `account` is paced.
+    pub fn pacing(&self, account: AccountId) -> PacingConfig {
+        *self.pacer(account).config()
+    }
+
     pub(super) fn pacer(&self, account: AccountId) -> Arc<Pacer> {
         self.pacers.read().get(&account).cloned().unwrap_or_else(|| Arc::new(Pacer::new(PacingConfig::OFF)))
     }

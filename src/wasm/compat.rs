@@ -94,7 +94,8 @@ impl v2_ops::Host for BotState {
         down(operations::Host::recall(self, source).await)
     }
     async fn mute_member(&mut self, bot: Option<i64>, group: i64, member: i64, seconds: i64) -> Result<(), v2::Error> {
-        down(operations::Host::mute_member(self, bot, group, member, seconds).await)
+        let whom = operations::MuteTarget::Member(operations::GroupMember { group, member });
+        down(operations::Host::mute_member(self, bot, whom, seconds).await)
     }
     async fn handle_friend_request(&mut self, id: String, accept: bool, why: Option<String>) -> Result<(), v2::Error> {
         down(operations::Host::handle_friend_request(self, id, accept, why).await)
@@ -235,5 +236,43 @@ impl v0_1::kv::Host for BotState {
     }
     async fn list(&mut self, prefix: String) -> Vec<String> {
         current::kv::Host::list(self, prefix).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: types::EventData) -> types::Event {
+        types::Event { seq: 7, time: 1, bot: 10001, data }
+    }
+
+    #[test]
+    fn a_forward_reaches_0_2_0_as_other_and_new_events_not_at_all() {
+        let node = types::ForwardNode {
+            sender: 3,
+            name: "Mia".into(),
+            time: 0,
+            message: vec![types::NodeElement::Plain("in".into())],
+        };
+        let message = vec![
+            types::Element::MessageSource("s1".into()),
+            types::Element::Forward(types::Forward { id: "f1".into(), nodes: vec![node] }),
+        ];
+        let friend = types::Friend { id: 3, nick: "Mia".into() };
+        let msg = types::FriendMessage { sender: friend, reply_key: "k".into(), message };
+        let old = event_v0_2(&event(types::EventData::Msg(types::MessageEvent::Friend(msg)))).expect("fits 0.2.0");
+        let v2::EventData::Msg(v2::MessageEvent::Friend(m)) = old.data else { panic!("a friend message") };
+        assert!(matches!(&m.message[0], v2::Element::MessageSource(id) if id == "s1"));
+        let v2::Element::Other(other) = &m.message[1] else { panic!("{:?}", m.message[1]) };
+        assert_eq!(other.kind, "forward");
+        let data: serde_json::Value = serde_json::from_str(&other.data).expect("JSON");
+        assert_eq!(data["id"], "f1");
+        assert_eq!(data["nodes"][0]["name"], "Mia");
+
+        let poke = types::PokeEvent { from: 3, target: 10001, group: 1 };
+        assert!(event_v0_2(&event(types::EventData::Group(types::GroupEvent::Poke(poke)))).is_none());
+        let online = event_v0_2(&event(types::EventData::User(types::UserEvent::Online))).expect("fits");
+        assert!(matches!(online.data, v2::EventData::User(v2::UserEvent::Online)));
     }
 }

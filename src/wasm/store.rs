@@ -149,29 +149,16 @@ impl operations::Host for BotState {
     async fn mute_member(
         &mut self,
         bot: Option<i64>,
-        group: i64,
-        member: i64,
+        whom: operations::MuteTarget,
         seconds: i64,
     ) -> Result<(), types::Error> {
-        self.done(Operation::MuteMember(s::MuteMemberContent {
-            account: bot.map(s::AccountId),
-            group: Some(s::GroupId(group)),
-            member: Some(s::UserId(member)),
-            message_source: None,
-            time: seconds,
-        }))
-        .await
-    }
-
-    async fn mute_sender(&mut self, message_source: String, seconds: i64) -> Result<(), types::Error> {
-        self.done(Operation::MuteMember(s::MuteMemberContent {
-            account: None,
-            group: None,
-            member: None,
-            message_source: Some(s::SourceId(message_source)),
-            time: seconds,
-        }))
-        .await
+        let (group, member, message_source) = match whom {
+            operations::MuteTarget::Member(m) => (Some(s::GroupId(m.group)), Some(s::UserId(m.member)), None),
+            operations::MuteTarget::SenderOf(source) => (None, None, Some(s::SourceId(source))),
+        };
+        let account = bot.map(s::AccountId);
+        self.done(Operation::MuteMember(s::MuteMemberContent { account, group, member, message_source, time: seconds }))
+            .await
     }
 
     async fn kick_member(

@@ -13,6 +13,7 @@ mod clients;
 mod console;
 mod durability;
 mod examples;
+mod extensions;
 mod fixtures;
 #[path = "../common/guests.rs"]
 #[allow(dead_code)] // `idle` is for the benches.
@@ -21,6 +22,7 @@ mod hardening;
 mod http_outbound;
 mod metrics;
 mod onebot;
+mod onebot_extensions;
 mod timers;
 mod wasm_bots;
 mod wasm_reload;

@@ -18,23 +18,23 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::support::*;
 
 /// The account's QQ number, and a group and people of the "real" world.
-const QQ: i64 = 123_456;
-const G: i64 = 700_001;
-const MIA: i64 = 800_001;
-const FRIEND_QQ: i64 = 800_002;
+pub(crate) const QQ: i64 = 123_456;
+pub(crate) const G: i64 = 700_001;
+pub(crate) const MIA: i64 = 800_001;
+pub(crate) const FRIEND_QQ: i64 = 800_002;
 
 /// The far end of one OneBot connection.
-struct Peer<S> {
-    ws: WebSocketStream<S>,
+pub(crate) struct Peer<S> {
+    pub(crate) ws: WebSocketStream<S>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
-    async fn send(&mut self, v: Value) {
+    pub(crate) async fn send(&mut self, v: Value) {
         self.ws.send(Message::Text(v.to_string().into())).await.expect("peer sends");
     }
 
     /// The next action call botbridge made.
-    async fn call(&mut self) -> Value {
+    pub(crate) async fn call(&mut self) -> Value {
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
                 .await
@@ -48,18 +48,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
     }
 
     /// The next call, which must be `action`; returns its params (and echo).
-    async fn expect(&mut self, action: &str) -> Value {
+    pub(crate) async fn expect(&mut self, action: &str) -> Value {
         let call = self.call().await;
         assert_eq!(call["action"], action, "unexpected call {call}");
         assert!(call["echo"].is_string(), "calls carry an echo: {call}");
         call
     }
 
-    async fn answer(&mut self, call: &Value, data: Value) {
+    pub(crate) async fn answer(&mut self, call: &Value, data: Value) {
         self.send(json!({"status": "ok", "retcode": 0, "data": data, "echo": call["echo"], "wording": ""})).await;
     }
 
-    async fn fail(&mut self, call: &Value, retcode: i64, wording: &str) {
+    pub(crate) async fn fail(&mut self, call: &Value, retcode: i64, wording: &str) {
         self.send(
             json!({"status": "failed", "retcode": retcode, "data": null, "echo": call["echo"], "wording": wording}),
         )
@@ -67,7 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
     }
 
     /// Answers the lookups botbridge makes the first time it sees group G.
-    async fn answer_group_lookups(&mut self) {
+    pub(crate) async fn answer_group_lookups(&mut self) {
         let info = self.expect("get_group_info").await;
         assert_eq!(info["params"]["group_id"], G);
         self.answer(
@@ -81,7 +81,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
     }
 }
 
-fn onebot_settings(mode: OnebotMode, url: Option<String>, listen: Option<String>) -> botbridge::config::Settings {
+pub(crate) fn onebot_settings(
+    mode: OnebotMode,
+    url: Option<String>,
+    listen: Option<String>,
+) -> botbridge::config::Settings {
     let mut s = settings();
     s.accounts = vec![AccountConfig::Onebot {
         id: botbridge::ids::AccountId(QQ),
@@ -97,7 +101,7 @@ fn onebot_settings(mode: OnebotMode, url: Option<String>, listen: Option<String>
 
 /// Accepts botbridge's forward connection; returns the peer and its Authorization header.
 #[allow(clippy::result_large_err)] // tungstenite's handshake callback returns its ErrorResponse.
-async fn accept(listener: &TcpListener) -> (Peer<TcpStream>, String) {
+pub(crate) async fn accept(listener: &TcpListener) -> (Peer<TcpStream>, String) {
     let (tcp, _) =
         tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.expect("botbridge connects").unwrap();
     let mut auth = String::new();
@@ -113,7 +117,7 @@ async fn accept(listener: &TcpListener) -> (Peer<TcpStream>, String) {
     (Peer { ws }, auth)
 }
 
-fn group_message(id: i64, message: Value) -> Value {
+pub(crate) fn group_message(id: i64, message: Value) -> Value {
     json!({
         "time": 1_700_000_000, "self_id": QQ, "post_type": "message", "message_type": "group", "sub_type": "normal",
         "message_id": id, "group_id": G, "user_id": MIA, "anonymous": null, "message": message, "raw_message": "",
@@ -122,7 +126,7 @@ fn group_message(id: i64, message: Value) -> Value {
     })
 }
 
-fn notice(kind: &str, fields: Value) -> Value {
+pub(crate) fn notice(kind: &str, fields: Value) -> Value {
     let mut v = json!({"time": 1_700_000_001, "self_id": QQ, "post_type": "notice", "notice_type": kind});
     v.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
     v
@@ -130,13 +134,13 @@ fn notice(kind: &str, fields: Value) -> Value {
 
 /// A bridge with one forward-mode OneBot account, connected to a scripted
 /// peer, and a client that saw the account come online.
-struct Connected {
-    bridge: botbridge::app::Running,
-    c: Client,
-    peer: Peer<TcpStream>,
+pub(crate) struct Connected {
+    pub(crate) bridge: botbridge::app::Running,
+    pub(crate) c: Client,
+    pub(crate) peer: Peer<TcpStream>,
 }
 
-async fn connected() -> Connected {
+pub(crate) async fn connected() -> Connected {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let bridge = start(onebot_settings(OnebotMode::Forward, Some(url), None)).await;

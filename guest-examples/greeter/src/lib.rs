@@ -5,9 +5,10 @@
 //! else). Defaults: friend requests are accepted, group invites rejected.
 //! The owner of any group the account is in may change them there:
 //! `/policy` shows them, `/policy friends accept`, `/policy invites reject`.
+//! Whoever pokes the account in a group is poked back and greeted.
 
 use botbridge_sdk::ops::{self, Answer};
-use botbridge_sdk::{bot, kv, log, Bot, Chain, Event, GroupEvent, Message, Permission, Scene, UserEvent};
+use botbridge_sdk::{account, bot, kv, log, Bot, Chain, Event, GroupEvent, Message, Permission, Scene, UserEvent};
 
 struct Greeter;
 
@@ -15,6 +16,12 @@ impl Bot for Greeter {
     fn handle(event: Event) {
         match event {
             Event::Group(GroupEvent::MemberJoined(joined)) => welcome(joined.group, joined.who),
+            Event::Group(GroupEvent::Poke(poke)) if poke.target == account() && poke.from != account() => {
+                let hello = Chain::new().at(poke.from).text(" poked me: hello to you too!");
+                if let Err(e) = ops::poke(Some(poke.group), poke.from).and_then(|()| ops::send_to_group(poke.group, hello)) {
+                    log::warn(format!("poking {} back failed: {e}", poke.from));
+                }
+            }
             Event::User(UserEvent::NewFriendRequest(request)) => {
                 let answer = policy("friends");
                 log::info(format!("friend request from {}: {answer}", request.who));

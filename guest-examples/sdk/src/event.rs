@@ -129,8 +129,18 @@ impl Message {
     }
 }
 
+/// The account of the event being handled (0 before the first).
+static ACCOUNT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// The account that received the event being handled: how a bot tells
+/// whether a poke, a mute or a kick was about itself.
+pub fn account() -> i64 {
+    ACCOUNT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl From<wit::Event> for Event {
     fn from(event: wit::Event) -> Self {
+        ACCOUNT.store(event.bot, std::sync::atomic::Ordering::Relaxed);
         match event.data {
             EventData::Msg(m) => {
                 let (scene, reply_key, chain) = match m {

@@ -71,7 +71,7 @@ pub use bindings::botbridge::bot::types::{
     Reaction, Revoke, Sent, Title, UserEvent,
 };
 pub use chain::Chain;
-pub use event::{Event, Message, Scene};
+pub use event::{account, Event, Message, Scene};
 
 /// A bot: `init` once per fresh instance, `handle` for every event in
 /// order, `on_timer` when one of its [`timers`] fires (never two at once).

@@ -33,7 +33,7 @@ pub fn recall_receipt(receipt_id: &str) -> Result<(), Error> {
 
 /// Mutes `member` of `group` for `seconds`; 0 lifts the mute.
 pub fn mute(group: i64, member: i64, seconds: i64) -> Result<(), Error> {
-    wit::mute_member(None, group, member, seconds)
+    wit::mute_member(None, &wit::MuteTarget::Member(wit::GroupMember { group, member }), seconds)
 }
 
 /// How to answer a friend request, group invite or join request.
@@ -83,7 +83,7 @@ pub fn list_members(group: i64) -> Result<Vec<Member>, Error> {
 
 /// Mutes the sender of a group message by its source ID, also an anonymous one.
 pub fn mute_sender(source_id: &str, seconds: i64) -> Result<(), Error> {
-    wit::mute_sender(source_id, seconds)
+    wit::mute_member(None, &wit::MuteTarget::SenderOf(source_id.to_owned()), seconds)
 }
 
 /// Removes `member` from `group`; `reject_rejoin` refuses their later join requests.

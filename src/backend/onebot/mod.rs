@@ -67,13 +67,13 @@ const ANONYMOUS_KEPT: usize = 4096;
 /// The identities of recent upstream frames, oldest first.
 #[derive(Default)]
 struct Seen {
-    order: std::collections::VecDeque<(Instant, String)>,
-    keys: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<(Instant, u64)>,
+    keys: std::collections::HashSet<u64>,
 }
 
 impl Seen {
     /// Whether `key` was seen within `window`; remembers it if not.
-    fn repeated(&mut self, key: String, window: Duration) -> bool {
+    fn repeated(&mut self, key: u64, window: Duration) -> bool {
         let now = Instant::now();
         while let Some((at, _)) = self.order.front() {
             if now.duration_since(*at) <= window && self.order.len() < SEEN_KEPT {
@@ -86,7 +86,7 @@ impl Seen {
         if window.is_zero() || self.keys.contains(&key) {
             return !window.is_zero();
         }
-        self.keys.insert(key.clone());
+        self.keys.insert(key);
         self.order.push_back((now, key));
         false
     }

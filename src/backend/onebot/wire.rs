@@ -363,27 +363,31 @@ fn group_event_about(event: GroupEvent, group: GroupId, message_id: UpstreamMsgI
     })
 }
 
-/// What makes an upstream frame the same as one already handled: a message's
-/// ID, a request's flag, or a notice's every identifying field (with its
-/// time). None for frames that are never repeats (heartbeats, answers).
-pub fn identity(v: &Value) -> Option<String> {
+/// What makes an upstream frame the same as one already handled: for a
+/// message its scene, ID, sender and time (IDs repeat across scenes); for a
+/// request its flag; for a notice all of it (a repeat after a reconnect is
+/// the same frame). Hashed, so remembering one costs a few bytes. None for
+/// frames that are never repeats (heartbeats, lifecycle).
+pub fn identity(v: &Value) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
     let field = |k: &str| str_of(v.get(k));
-    match v.get("post_type").and_then(Value::as_str)? {
-        "message" | "message_sent" => Some(format!("m:{}:{}", field("message_type"), field("message_id"))),
-        "request" => Some(format!("r:{}:{}", field("request_type"), field("flag"))),
-        "notice" => Some(format!(
-            "n:{}:{}:{}:{}:{}:{}:{}:{}",
-            field("notice_type"),
+    let key = match v.get("post_type").and_then(Value::as_str)? {
+        "message" | "message_sent" => format!(
+            "m:{}:{}:{}:{}:{}:{}",
+            field("message_type"),
             field("sub_type"),
-            field("group_id"),
-            field("user_id"),
-            field("operator_id"),
-            field("target_id"),
             field("message_id"),
+            field("user_id"),
+            field("group_id"),
             field("time"),
-        )),
-        _ => None,
-    }
+        ),
+        "request" => format!("r:{}:{}", field("request_type"), field("flag")),
+        "notice" => format!("n:{v}"),
+        _ => return None,
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 fn user_event(event: UserEvent) -> Upstream {
