@@ -791,7 +791,8 @@ impl SimBackend {
             GroupEvent::Mute { who, group, operator, duration } => {
                 let whole_group = who == UserId(0);
                 // -1: the whole group, until lifted.
-                if !(0..=MAX_MUTE_SECONDS).contains(&duration) && !(whole_group && duration == -1) {
+                let until_lifted = whole_group && duration == -1;
+                if !((0..=MAX_MUTE_SECONDS).contains(&duration) || until_lifted) {
                     return Err(err(ErrorCode::BadRequest, format!("duration must be 0..={MAX_MUTE_SECONDS}")));
                 }
                 let op_rank = w.rank(group, operator, me)?;

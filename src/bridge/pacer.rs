@@ -194,7 +194,11 @@ mod tests {
         for i in 0..3 {
             let (p, sent) = (p.clone(), sent.clone());
             tasks.push(tokio::spawn(async move {
-                p.send(target, async { Ok::<_, OpError>(sent.lock().push((i, Instant::now()))) }).await
+                p.send(target, async {
+                    sent.lock().push((i, Instant::now()));
+                    Ok::<_, OpError>(())
+                })
+                .await
             }));
             for _ in 0..10 {
                 tokio::task::yield_now().await;
