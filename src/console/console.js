@@ -1,5 +1,6 @@
 // botbridge dev console: chat through the sim world over the WebSocket
-// protocol (/ws), and a live bots panel from /api/bots/events.
+// protocol (/ws), or as the account itself (paced, on a real account too),
+// a live bots panel from /api/bots/events, and each account's send queue.
 "use strict";
 
 const token = new URLSearchParams(location.search).get("token");
@@ -18,7 +19,11 @@ const state = {
   logs: [],
   bots: [],
   lastSeq: null, // the newest event seen, so a reconnect resumes after it
+  real: new Set(), // accounts with a pacer (real ones, by default): the console speaks as the account
 };
+
+/** The speaker value that means the account itself. */
+const ACCOUNT = "account";
 
 const MAX_ENTRIES = 500;
 const MAX_LOG = 1000;
@@ -147,17 +152,21 @@ async function openChat(chat) {
   $("chat-title").textContent = chat.kind === "group" ? `Group ${chat.name} (${chat.id})` : `Friend ${chat.name} (${chat.id})`;
   renderMessages();
   const speaker = $("speaker");
+  // The account itself speaks through the bridge (and its pacer); on a real
+  // account that is the only voice, simulated members are for the sim world.
+  const asAccount = new Option(`the account (${state.account})`, ACCOUNT);
   if (chat.kind === "group") {
     try {
       const { members } = await call("ListMembers", { bot: state.account, group: chat.id });
       state.members.set(chat.id, members);
-      speaker.replaceChildren(...members.map((m) => new Option(`${m.nameCardOrNick} (${m.id}, ${m.permission})`, String(m.id))));
+      speaker.replaceChildren(...members.map((m) => new Option(`${m.nameCardOrNick} (${m.id}, ${m.permission})`, String(m.id))), asAccount);
     } catch (e) {
       showError(e.message);
     }
   } else {
-    speaker.replaceChildren(new Option(`${chat.name} (${chat.id})`, String(chat.id)));
+    speaker.replaceChildren(new Option(`${chat.name} (${chat.id})`, String(chat.id)), asAccount);
   }
+  if (state.real.has(state.account)) speaker.value = ACCOUNT;
   $("text").disabled = false;
   $("send").disabled = false;
   $("text").focus();
@@ -293,6 +302,27 @@ function onGroupEvent(frame) {
     case "joinRequest":
       addEntry(key, { kind: "system", text: `${d.who} asks to join` });
       break;
+    case "poke":
+      addEntry(key, { kind: "system", text: `${nameIn(d.group, d.from)} poked ${nameIn(d.group, d.target)}` });
+      break;
+    case "reaction":
+      addEntry(key, { kind: "system", text: `${nameIn(d.group, d.who)} ${d.add ? "reacted" : "took back a reaction"} (face ${d.emoji})` });
+      break;
+    case "essence":
+      addEntry(key, { kind: "system", text: `${nameIn(d.group, d.operator)} ${d.set ? "made" : "unmade"} an essence message` });
+      break;
+    case "memberCard":
+      addEntry(key, { kind: "system", text: `${d.who} is now called ${d.card || "by their nick"}` });
+      break;
+    case "fileUpload":
+      addEntry(key, { kind: "system", text: `${nameIn(d.group, d.who)} uploaded ${d.file.name} (${d.file.size} bytes)` });
+      break;
+    case "honor":
+      addEntry(key, { kind: "system", text: `${nameIn(d.group, d.who)} got the ${d.honor} honor` });
+      break;
+    case "title":
+      addEntry(key, { kind: "system", text: `${nameIn(d.group, d.who)} got the title ${d.title}` });
+      break;
   }
   if (state.chat && state.chat.kind === "group" && state.chat.id === d.group && d.type !== "mute") openChat(state.chat);
 }
@@ -302,14 +332,21 @@ async function send(event) {
   const input = $("text");
   const text = input.value;
   if (!text.trim() || !state.chat) return;
-  const sender = Number($("speaker").value);
+  const speaker = $("speaker").value;
   const message = [{ type: "Plain", msg: text }];
-  const content =
-    state.chat.kind === "group"
-      ? { bot: state.account, group: state.chat.id, sender, message }
-      : { bot: state.account, friend: state.chat.id, message };
+  const group = state.chat.kind === "group";
+  const [type, content] =
+    speaker === ACCOUNT
+      ? group
+        ? ["SendToGroup", { bot: state.account, group: state.chat.id, message }]
+        : ["SendToFriend", { bot: state.account, friend: state.chat.id, message }]
+      : group
+        ? ["SimMessage", { bot: state.account, group: state.chat.id, sender: Number(speaker), message }]
+        : ["SimMessage", { bot: state.account, friend: state.chat.id, message }];
+  // The input clears at once: a paced send answers when the account sent it.
+  input.value = "";
   try {
-    await call("SimMessage", content);
+    await call(type, content);
     input.value = "";
     showError("");
   } catch (e) {
@@ -320,6 +357,33 @@ async function send(event) {
 
 function showError(text) {
   $("error").textContent = text;
+}
+
+// ---- send queues -----------------------------------------------------------
+
+/** Polls each account's pacer: a queue that builds up shows at once. */
+async function watchPacing() {
+  try {
+    const response = await fetch(withToken("/api/accounts"));
+    if (response.ok) renderPacing(await response.json());
+  } catch (e) {
+    // The next poll tries again.
+  }
+  setTimeout(watchPacing, 500);
+}
+
+function renderPacing(accounts) {
+  state.real = new Set(accounts.filter((a) => a.pacing).map((a) => a.account));
+  const items = accounts.map((a) => {
+    const li = document.createElement("li");
+    li.dataset.account = String(a.account);
+    li.className = a.pacing && a.pacing.queued > 0 ? "busy" : "";
+    li.textContent = a.pacing
+      ? `${a.account}: ${a.pacing.queued} waiting (of ${a.pacing.queue})${a.online ? "" : ", offline"}`
+      : `${a.account}: not paced`;
+    return li;
+  });
+  $("pacing").replaceChildren(...items);
 }
 
 // ---- the bots panel ------------------------------------------------------------
@@ -507,5 +571,6 @@ $("account").addEventListener("change", (e) => {
 });
 $("log-filter").addEventListener("change", renderLog);
 setupDeploy();
+watchPacing();
 connect();
 watchBots();

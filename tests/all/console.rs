@@ -277,3 +277,89 @@ async fn upload_a_bot_roll_it_back_and_see_the_earlier_chat() {
     browser.close().await;
     bridge.shutdown().await;
 }
+
+/// On a real account (a scripted OneBot peer) the console speaks as the
+/// account: each message goes through the account's pacer, whose queue the
+/// page shows building up, and reaches the peer in the order it was typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speak_as_a_real_account_and_watch_its_queue() {
+    use botbridge::bridge::pacer::PacingConfig;
+    use botbridge::config::{AccountOptions, OnebotMode};
+
+    use crate::onebot::{FRIEND_QQ, G, MIA, QQ, accept, onebot_settings};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let mut s = onebot_settings(OnebotMode::Forward, Some(url), None);
+    s.ws.token = Some(TOKEN.into());
+    // Long gaps, so the queue is still there when the page looks.
+    let pacing = PacingConfig { group_gap_ms: 4000, jitter_ms: 0, ..PacingConfig::CONSERVATIVE };
+    s.account_options
+        .insert(botbridge::ids::AccountId(QQ), AccountOptions { pacing: Some(pacing), dedup_window_ms: None });
+    let bridge = start(s).await;
+    let (mut peer, _) = accept(&listener).await;
+    // The peer answers what the page asks; sends go to the test, in arrival order.
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let peer_task = tokio::spawn(async move {
+        let mut next_id = 0;
+        loop {
+            let call = peer.call().await;
+            let data = match call["action"].as_str().unwrap_or_default() {
+                "get_group_list" => json!([{"group_id": G, "group_name": "Real group"}]),
+                "get_friend_list" => json!([{"user_id": FRIEND_QQ, "nickname": "Fay"}]),
+                "get_group_info" => json!({"group_id": G, "group_name": "Real group"}),
+                "get_group_member_info" => json!({"group_id": G, "user_id": QQ, "role": "admin"}),
+                "get_group_member_list" => json!([
+                    {"user_id": QQ, "nickname": "bot", "role": "admin"},
+                    {"user_id": MIA, "nickname": "Mia", "card": null, "role": "member"}
+                ]),
+                "send_group_msg" => {
+                    let text: String = call["params"]["message"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(|s| s["data"]["text"].as_str())
+                        .collect();
+                    let _ = sent_tx.send(text);
+                    next_id += 1;
+                    json!({"message_id": next_id})
+                }
+                _ => json!(null),
+            };
+            peer.answer(&call, data).await;
+        }
+    });
+
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{}?token={TOKEN}", bridge.console_url())).await.unwrap();
+    browser.wait_text(&format!("#pacing li[data-account=\"{QQ}\"]"), "0 waiting").await;
+    browser
+        .client
+        .find(Locator::Css(&format!("nav button[data-chat=\"group:{G}\"]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_text("#speaker", "the account").await;
+    let speaker = browser.client.find(Locator::Css("#speaker")).await.unwrap();
+    assert_eq!(speaker.prop("value").await.unwrap().as_deref(), Some("account"), "a real account speaks as itself");
+    let input = browser.client.find(Locator::Css("#text")).await.unwrap();
+    for text in ["first", "second", "third"] {
+        input.send_keys(&format!("{text}\u{E007}")).await.unwrap();
+    }
+    browser.wait_text(&format!("#pacing li[data-account=\"{QQ}\"]"), "2 waiting").await;
+    let mut arrived = Vec::new();
+    while arrived.len() < 3 {
+        let next = tokio::time::timeout(Duration::from_secs(30), sent_rx.recv()).await.expect("a send").unwrap();
+        arrived.push(next);
+    }
+    assert_eq!(arrived, ["first", "second", "third"]);
+    browser.wait_text("#messages li", "third").await;
+    browser.wait_text(&format!("#pacing li[data-account=\"{QQ}\"]"), "0 waiting").await;
+    let errors = browser.console_errors().await;
+    assert_eq!(errors, Vec::<Value>::new(), "the page logged errors");
+    browser.close().await;
+    peer_task.abort();
+    bridge.shutdown().await;
+}

@@ -401,3 +401,30 @@ async fn python_sdk_fetches_and_sets_timers() {
 async fn js_sdk_fetches_and_sets_timers() {
     scripted_fetch("js-fetch").await;
 }
+
+/// World 0.3.0 end to end in a real component: the greeter sees a poke event
+/// and answers with a poke (`send-poke`) and a greeting; a poke between two
+/// members is not for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greeter_pokes_back_whoever_pokes_the_account() {
+    let (bridge, mut c) = bridge_with("greeter").await;
+    let poke = |from: i64, target: i64| json!({"event": {"type": "group", "data": {"type": "poke", "from": from, "target": target, "group": GROUP}}});
+    c.ok("SimEvent", poke(MEMBER, ADMIN)).await;
+    c.ok("SimEvent", poke(MEMBER, BOT)).await;
+    let back = loop {
+        let e = c.event().await;
+        if e["type"] == "group" && e["data"]["from"] == BOT {
+            break e;
+        }
+    };
+    assert_eq!(back["data"], json!({"type": "poke", "from": BOT, "target": MEMBER, "group": GROUP}));
+    let out = c.next_of("outgoing").await;
+    assert_eq!(out["data"]["by"], "greeter");
+    assert_eq!(out["data"]["message"][1], json!({"type": "At", "target": MEMBER, "display": ""}));
+    assert!(text(&out).contains("poked me"), "{}", text(&out));
+    eventually("three pokes handled", || bridge.wasm.status("greeter").is_some_and(|st| st.handled >= 3)).await;
+    let status = bridge.wasm.status("greeter").unwrap();
+    assert_eq!(status.failures, 0);
+    c.expect_nothing_pending().await;
+    bridge.shutdown().await;
+}
