@@ -98,8 +98,17 @@ pub const MAX_KEEP_VERSIONS: usize = 100;
 pub struct AccountEntry {
     #[serde(flatten)]
     pub account: AccountConfig,
-    #[serde(flatten)]
-    pub options: AccountOptions,
+    /// Absent: on with conservative values for OneBot, off for the sim.
+    pub pacing: Option<PacingConfig>,
+    /// OneBot only: a frame repeating one handled this recently is dropped
+    /// (ms, default 60000; 0 keeps every repeat).
+    pub dedup_window_ms: Option<u64>,
+}
+
+impl AccountEntry {
+    pub fn options(&self) -> AccountOptions {
+        AccountOptions { pacing: self.pacing, dedup_window_ms: self.dedup_window_ms }
+    }
 }
 
 /// An entry reads as its account.
@@ -111,13 +120,10 @@ impl std::ops::Deref for AccountEntry {
 }
 
 /// What an account may set beside its backend: `[account.pacing]`, and the
-/// window in which an upstream frame counts as a repeat.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// window in which an upstream frame counts as a repeat (see `AccountEntry`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountOptions {
-    /// Absent: on with conservative values for OneBot, off for the sim.
     pub pacing: Option<PacingConfig>,
-    /// OneBot only: a frame repeating one handled this recently is dropped
-    /// (ms, default 60000; 0 keeps every repeat).
     pub dedup_window_ms: Option<u64>,
 }
 
@@ -415,7 +421,8 @@ impl FileConfig {
         let config: Self =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), source: Box::new(e) })?;
         let mut seen = std::collections::HashSet::new();
-        for AccountEntry { account, options } in &config.account {
+        for entry in &config.account {
+            let (account, options) = (&entry.account, entry.options());
             if !seen.insert(account.id()) {
                 return Err(invalid(format!("account: id {} appears twice", account.id())));
             }
@@ -632,7 +639,7 @@ impl Settings {
         ] {
             nonzero(key, value.map(|v| v as usize))?;
         }
-        let account_options = file.account.iter().map(|e| (e.account.id(), e.options.clone())).collect();
+        let account_options = file.account.iter().map(|e| (e.account.id(), e.options())).collect();
         let accounts =
             if file.account.is_empty() { d.accounts } else { file.account.into_iter().map(|e| e.account).collect() };
         Ok(Self {
@@ -740,6 +747,33 @@ mod tests {
             "[[account]]\nbackend = \"sim\"",
         ] {
             assert!(FileConfig::parse(text, Path::new("x.toml")).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn pacing_and_repeats_per_account() {
+        let text = "[[account]]\nid = 7\nbackend = \"onebot\"\nmode = \"forward\"\nurl = \"ws://h/\"\ndedup_window_ms = 5000\n[account.pacing]\ngroup_gap_ms = 3000\nqueue = 9\n\n[[account]]\nid = 8\nbackend = \"onebot\"\nmode = \"forward\"\nurl = \"ws://h/\"\n\n[[account]]\nid = 9\nbackend = \"sim\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bb.toml");
+        std::fs::write(&path, text).unwrap();
+        let s = Settings::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+        let seven = s.pacing(&s.accounts[0]);
+        assert_eq!((seven.group_gap_ms, seven.queue, seven.enabled), (3000, 9, true));
+        assert_eq!(seven.friend_gap_ms, PacingConfig::CONSERVATIVE.friend_gap_ms, "unset keys keep their defaults");
+        assert_eq!(s.dedup_window(AccountId(7)), Duration::from_secs(5));
+        assert_eq!(s.pacing(&s.accounts[1]), PacingConfig::CONSERVATIVE, "a OneBot account is paced by default");
+        assert_eq!(s.dedup_window(AccountId(8)), crate::backend::onebot::DEDUP_WINDOW);
+        assert!(!s.pacing(&s.accounts[2]).enabled, "the sim world is not");
+        for (bad, key) in [
+            ("[account.pacing]\nper_minute = 0", "per_minute"),
+            ("[account.pacing]\nqueue = 0", "queue"),
+            ("[account.pacing]\ngroup_gap_ms = 999999999", "group_gap_ms"),
+            ("[account.pacing]\nspeed = 1", "speed"),
+            ("dedup_window_ms = 99999999", "dedup_window_ms"),
+        ] {
+            let text = format!("[[account]]\nid = 7\nbackend = \"sim\"\n{bad}\n");
+            let err = FileConfig::parse(&text, Path::new("bb.toml")).map(|_| ()).unwrap_err();
+            assert!(crate::error_chain(&err).contains(key), "{bad}: {}", crate::error_chain(&err));
         }
     }
 

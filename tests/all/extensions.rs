@@ -181,6 +181,10 @@ async fn forwards_and_get_message_round_trip() {
     assert_eq!(c.code("SendForward", json!({"group": GROUP, "nodes": quoted})).await, "bad_message");
     assert_eq!(c.code("SendForward", json!({"group": GROUP, "friend": FRIEND, "nodes": nodes})).await, "bad_request");
     assert_eq!(c.code("SendForward", json!({"friend": STRANGER, "nodes": nodes})).await, "not_friend");
+    // In LOBBY the account is a plain member: the owner's group mute silences its forwards too.
+    let mute_lobby = json!({"event": {"type": "group", "data": {"type": "mute", "who": 0, "group": LOBBY, "operator": 30005, "duration": -1}}});
+    c.ok("SimEvent", mute_lobby).await;
+    assert_eq!(c.code("SendForward", json!({"group": LOBBY, "nodes": nodes})).await, "muted");
     let inline = json!({"group": GROUP, "message": [{"type": "Forward", "nodes": []}]});
     assert_eq!(c.code("SendToGroup", inline).await, "bad_message");
     assert_eq!(c.code("GetMessage", json!({"messageSource": "not-an-id"})).await, "unknown_message");
