@@ -38,10 +38,14 @@ fn rss_bytes() -> u64 {
 }
 
 async fn deliveries(bots: usize, events: u64) -> f64 {
+    deliveries_to(&guests::idle(), bots, events).await
+}
+
+/// Deliveries per second to `bots` copies of component `wasm`.
+async fn deliveries_to(wasm: &[u8], bots: usize, events: u64) -> f64 {
     let s = settings();
-    let trivial = guests::idle();
     for i in 0..bots {
-        guests::install(&s.bots, &format!("t{i}"), &variant(&trivial, i as u32));
+        guests::install(&s.bots, &format!("t{i}"), &variant(wasm, i as u32));
     }
     let running = botbridge::app::start(s).await.expect("start");
     let names: Vec<String> = (0..bots).map(|i| format!("t{i}")).collect();
@@ -214,6 +218,10 @@ fn main() {
         big_bots(&runtime);
         return;
     }
+    if std::env::args().any(|a| a == "--worlds-only") {
+        worlds(&runtime, scale);
+        return;
+    }
     println!("## Deliveries to trivial wasm bots\n");
     println!("| bots | events | deliveries/s |");
     println!("|---:|---:|---:|");
@@ -245,6 +253,29 @@ fn main() {
         warm.as_secs_f64() * 1e3,
         per_bot / 1024.0
     );
+}
+
+/// The echo bot built for world 0.3.0 against the same bot built for 0.2.0
+/// (`tests/fixtures/echo-0.2.0.wasm`), whose events cross to its world's
+/// types through `wasm::compat`: deliveries/s to ten of each, alternating,
+/// medians of three.
+fn worlds(runtime: &tokio::runtime::Runtime, scale: u64) {
+    let old = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/echo-0.2.0.wasm")).expect("fixture");
+    let new = guests::example("echo");
+    let events = 20_000 / scale;
+    let (mut now, mut then) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        now.push(runtime.block_on(deliveries_to(&new, 10, events)));
+        then.push(runtime.block_on(deliveries_to(&old, 10, events)));
+    }
+    let median = |xs: &mut Vec<f64>| {
+        xs.sort_by(|a, b| a.total_cmp(b));
+        xs[1]
+    };
+    let (now, then) = (median(&mut now), median(&mut then));
+    println!("## Ten echo bots, {events} events: world 0.3.0 against a 0.2.0 build\n");
+    println!("| world | deliveries/s (median of 3) | ratio |\n|---|---:|---:|");
+    println!("| 0.3.0 | {now:.0} | 1.00 |\n| 0.2.0 (through compat) | {then:.0} | {:.2} |", then / now);
 }
 
 /// A new version of the echo bot: written into the folder (the watcher
