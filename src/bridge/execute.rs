@@ -88,7 +88,7 @@ impl Bridge {
                 };
                 caller.check(kind, account, Scope::of(target))?;
                 // A poke reaches the other side as a message does: it is paced.
-                self.pacer(account).send(target, backend.poke(c.group, c.target)).await?;
+                self.pacer(account).send(target, &caller.name, backend.poke(c.group, c.target)).await?;
                 Ok(OpData::Done {})
             }
             Operation::GetMessage(c) => self.get_message(caller, kind, &c.message_source).await,
@@ -148,7 +148,7 @@ impl Bridge {
         let mut message = self.outgoing(account, chain)?;
         self.media.vet(caller.kind, &mut message.elements).await?;
         let text = preview(&message.elements);
-        let sent = self.pacer(account).send(target, backend.send(target, message)).await?;
+        let sent = self.pacer(account).send(target, &caller.name, backend.send(target, message)).await?;
         self.issue_sent(caller, account, target, sent, text, chain).await
     }
 
@@ -281,7 +281,7 @@ impl Bridge {
         }
         let text = format!("[forward: {} messages]", nodes.len());
         let chain = vec![Element::Forward { id: String::new(), nodes: c.nodes }];
-        let sent = self.pacer(account).send(target, backend.send_forward(target, nodes)).await?;
+        let sent = self.pacer(account).send(target, &caller.name, backend.send_forward(target, nodes)).await?;
         self.issue_sent(caller, account, target, sent, text, &chain).await
     }
 

@@ -3,8 +3,10 @@
 //! send faster than the platform's risk control tolerates. One chat's messages
 //! leave in the order they came (a FIFO lock per chat), at least a chat's gap
 //! apart; the whole account at least `60 000 / per_minute` ms apart; each with
-//! a little jitter. The queue is bounded: a full one answers `rate_limited` at
-//! once. Recalls, mutes and the like never wait here.
+//! a little jitter. The queue is bounded, and so is each sender's share of it
+//! (a bot or client), so one flooding bot cannot crowd the others out: past
+//! either, the answer is `rate_limited` at once. Recalls, mutes and the like
+//! never wait here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub struct PacingConfig {
     pub jitter_ms: u64,
     /// Most messages waiting for their turn; one more is `rate_limited`.
     pub queue: usize,
+    /// Most of them from one sender (a wasm bot or a client).
+    pub queue_per_sender: usize,
 }
 
 /// Most messages a pacer may hold waiting.
@@ -42,8 +46,15 @@ pub const MAX_PACING_MS: u64 = 600_000;
 impl PacingConfig {
     /// A real account's default: conservative, after what operators report
     /// keeps accounts out of risk control (about one message a second).
-    pub const CONSERVATIVE: Self =
-        Self { enabled: true, group_gap_ms: 1000, friend_gap_ms: 1000, per_minute: 60, jitter_ms: 200, queue: 200 };
+    pub const CONSERVATIVE: Self = Self {
+        enabled: true,
+        group_gap_ms: 1000,
+        friend_gap_ms: 1000,
+        per_minute: 60,
+        jitter_ms: 200,
+        queue: 200,
+        queue_per_sender: 50,
+    };
 
     /// The sim world's default: no pacing.
     pub const OFF: Self = Self { enabled: false, ..Self::CONSERVATIVE };
@@ -55,6 +66,9 @@ impl PacingConfig {
         }
         if self.queue == 0 || self.queue > MAX_PACING_QUEUE {
             return Err(format!("queue must be 1..={MAX_PACING_QUEUE}"));
+        }
+        if self.queue_per_sender == 0 || self.queue_per_sender > self.queue {
+            return Err(format!("queue_per_sender must be 1..=queue ({})", self.queue));
         }
         for (key, ms) in
             [("group_gap_ms", self.group_gap_ms), ("friend_gap_ms", self.friend_gap_ms), ("jitter_ms", self.jitter_ms)]
@@ -94,17 +108,29 @@ struct State {
     /// Per chat: when its last message left. The lock is held by the one
     /// message of the chat whose turn it is; the rest wait in order.
     chats: HashMap<Target, Arc<tokio::sync::Mutex<Option<Instant>>>>,
+    /// Messages waiting, per sender that has any.
+    senders: HashMap<Arc<str>, usize>,
 }
 
 /// Chats remembered before idle ones are forgotten.
 const CHATS_KEPT: usize = 4096;
 
 /// Gives the queue's place back however the send ends (also when cancelled).
-struct Waiting<'a>(&'a AtomicUsize);
+struct Waiting<'a> {
+    pacer: &'a Pacer,
+    sender: Arc<str>,
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.pacer.queued.fetch_sub(1, Ordering::AcqRel);
+        let mut state = self.pacer.state.lock();
+        if let Some(n) = state.senders.get_mut(&self.sender) {
+            *n -= 1;
+            if *n == 0 {
+                state.senders.remove(&self.sender);
+            }
+        }
     }
 }
 
@@ -113,7 +139,7 @@ impl Pacer {
         Self {
             config,
             queued: AtomicUsize::new(0),
-            state: Mutex::new(State { next_any: Instant::now(), chats: HashMap::new() }),
+            state: Mutex::new(State { next_any: Instant::now(), chats: HashMap::new(), senders: HashMap::new() }),
         }
     }
 
@@ -126,14 +152,26 @@ impl Pacer {
         self.queued.load(Ordering::Acquire)
     }
 
-    /// Runs `send` (a message to `target`) when its turn comes; its answer
-    /// comes back once the upstream has accepted it.
-    pub async fn send<T>(&self, target: Target, send: impl Future<Output = Result<T, OpError>>) -> Result<T, OpError> {
+    /// Runs `send` (a message to `target` from `sender`) when its turn
+    /// comes; its answer comes back once the upstream has accepted it.
+    pub async fn send<T>(
+        &self,
+        target: Target,
+        sender: &str,
+        send: impl Future<Output = Result<T, OpError>>,
+    ) -> Result<T, OpError> {
         if !self.config.enabled {
             return send.await;
         }
-        let chat = {
+        let (chat, sender) = {
             let mut state = self.state.lock();
+            let mine = state.senders.get(sender).copied().unwrap_or(0);
+            if mine >= self.config.queue_per_sender {
+                return Err(OpError::new(
+                    ErrorCode::RateLimited,
+                    format!("{mine} of your messages already wait in the account's send queue"),
+                ));
+            }
             if self.queued.fetch_add(1, Ordering::AcqRel) >= self.config.queue {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
                 return Err(OpError::new(
@@ -141,13 +179,15 @@ impl Pacer {
                     format!("the account's send queue is full ({} waiting)", self.config.queue),
                 ));
             }
+            let sender: Arc<str> = Arc::from(sender);
+            *state.senders.entry(sender.clone()).or_default() += 1;
             if state.chats.len() >= CHATS_KEPT {
                 // Forget chats nobody waits for; their last message is long gone.
                 state.chats.retain(|_, chat| Arc::strong_count(chat) > 1);
             }
-            state.chats.entry(target).or_default().clone()
+            (state.chats.entry(target).or_default().clone(), sender)
         };
-        let waiting = Waiting(&self.queued);
+        let waiting = Waiting { pacer: self, sender };
         let mut last = chat.lock().await;
         let jitter = match self.config.jitter_ms {
             0 => Duration::ZERO,
@@ -180,6 +220,7 @@ mod tests {
             per_minute: 6000,
             jitter_ms: 0,
             queue,
+            queue_per_sender: queue,
             enabled: true,
         }))
     }
@@ -194,7 +235,7 @@ mod tests {
         for i in 0..3 {
             let (p, sent) = (p.clone(), sent.clone());
             tasks.push(tokio::spawn(async move {
-                p.send(target, async {
+                p.send(target, "bot", async {
                     sent.lock().push((i, Instant::now()));
                     Ok::<_, OpError>(())
                 })
@@ -205,7 +246,7 @@ mod tests {
             }
         }
         assert_eq!(p.queued(), 2);
-        let full = p.send(target, async { Ok::<_, OpError>(()) }).await;
+        let full = p.send(target, "other", async { Ok::<_, OpError>(()) }).await;
         assert_eq!(full.map_err(|e| e.code), Err(ErrorCode::RateLimited));
         for t in tasks {
             t.await.unwrap().unwrap();
@@ -218,12 +259,38 @@ mod tests {
         assert_eq!(p.queued(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn one_sender_holds_no_more_than_its_share() {
+        let p = Arc::new(Pacer::new(PacingConfig { queue_per_sender: 2, jitter_ms: 0, ..PacingConfig::CONSERVATIVE }));
+        let target = Target::Group { group: GroupId(1) };
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move { p.send(target, "flood", async { Ok::<_, OpError>(()) }).await }));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // The first left at once; two wait: the flood's share is used up, not the queue.
+        let more = p.send(target, "flood", async { Ok::<_, OpError>(()) });
+        assert_eq!(more.await.map_err(|e| e.code), Err(ErrorCode::RateLimited));
+        let other = p.clone();
+        let polite = tokio::spawn(async move { other.send(target, "polite", async { Ok::<_, OpError>(()) }).await });
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        polite.await.unwrap().expect("another sender still gets in");
+        assert!(p.state.lock().senders.is_empty(), "shares are given back");
+    }
+
     #[test]
     fn bad_values_name_their_key() {
         let bad = PacingConfig { per_minute: 0, ..PacingConfig::CONSERVATIVE };
         assert!(bad.check().unwrap_err().contains("per_minute"));
         let bad = PacingConfig { jitter_ms: MAX_PACING_MS + 1, ..PacingConfig::CONSERVATIVE };
         assert!(bad.check().unwrap_err().contains("jitter_ms"));
+        let bad = PacingConfig { queue_per_sender: 201, ..PacingConfig::CONSERVATIVE };
+        assert!(bad.check().unwrap_err().contains("queue_per_sender"));
         assert!(PacingConfig::CONSERVATIVE.check().is_ok());
     }
 }

@@ -17,8 +17,15 @@ use crate::guests::*;
 use crate::onebot::*;
 use crate::support::*;
 
-const PACING: PacingConfig =
-    PacingConfig { enabled: true, group_gap_ms: 250, friend_gap_ms: 250, per_minute: 1200, jitter_ms: 10, queue: 6 };
+const PACING: PacingConfig = PacingConfig {
+    enabled: true,
+    group_gap_ms: 250,
+    friend_gap_ms: 250,
+    per_minute: 1200,
+    jitter_ms: 10,
+    queue: 6,
+    queue_per_sender: 6,
+};
 /// Loopback delivery may bunch two frames by this much.
 const SLACK: Duration = Duration::from_millis(25);
 
