@@ -113,13 +113,15 @@ impl Inner {
         }
     }
 
-    /// Fills in the nodes of forwarded messages that came by ID only.
+    /// Fills in the nodes of forwarded messages that came by ID only (the
+    /// first few: each is a call upstream, and events wait for it).
     pub(super) async fn expand_forwards(&self, elements: &mut [crate::schema::Element]) {
-        for e in elements {
+        const MAX_EXPANDED: usize = 4;
+        let by_id = |e: &crate::schema::Element| {
+            matches!(e, crate::schema::Element::Forward { id, nodes } if nodes.is_empty() && !id.is_empty())
+        };
+        for e in elements.iter_mut().filter(|e| by_id(e)).take(MAX_EXPANDED) {
             let crate::schema::Element::Forward { id, nodes } = e else { continue };
-            if !nodes.is_empty() || id.is_empty() {
-                continue;
-            }
             match self.call("get_forward_msg", json!({"message_id": id, "id": id})).await {
                 Ok(data) => *nodes = wire::forward_nodes(data.get("messages").unwrap_or(&data)),
                 Err(e) => tracing::warn!(forward = %id, "could not expand a forwarded message: {e}"),
