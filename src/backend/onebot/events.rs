@@ -117,9 +117,7 @@ impl Inner {
     /// first few: each is a call upstream, and events wait for it).
     pub(super) async fn expand_forwards(&self, elements: &mut [crate::schema::Element]) {
         const MAX_EXPANDED: usize = 4;
-        let by_id = |e: &crate::schema::Element| {
-            matches!(e, crate::schema::Element::Forward { id, nodes } if nodes.is_empty() && !id.is_empty())
-        };
+        let by_id = |e: &crate::schema::Element| matches!(e, crate::schema::Element::Forward { id, nodes } if nodes.is_empty() && !id.is_empty());
         for e in elements.iter_mut().filter(|e| by_id(e)).take(MAX_EXPANDED) {
             let crate::schema::Element::Forward { id, nodes } = e else { continue };
             match self.call("get_forward_msg", json!({"message_id": id, "id": id})).await {
