@@ -14,7 +14,9 @@
 //! `ECHO_BASELINE_BIN=path/to/an/older/botbridge` adds that binary's rows,
 //! measured in the same run (before and after a change); it runs with
 //! `--queue 65536`, since builds before the batched connection loop close a
-//! bursting client with 4008 at the default queue.
+//! bursting client with 4008 at the default queue. `ECHO_BASELINE_GUESTS=path/
+//! to/its/target` gives it the bots as that checkout built them (for a
+//! baseline of an older world version).
 
 #[path = "../tests/common/binary.rs"]
 mod binary;
@@ -80,10 +82,19 @@ impl Drop for Bridge {
 
 fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool, baseline: bool) -> (Bridge, String) {
     let folder = dir.join("bots");
-    guests::install(&folder, "echo", &guests::example("echo"));
+    // A baseline of another world version runs the same bots as that checkout built them.
+    let baseline_guests = std::env::var("ECHO_BASELINE_GUESTS").ok().filter(|_| baseline).map(std::path::PathBuf::from);
+    let echo = match &baseline_guests {
+        Some(target) => std::fs::read(target.join("guests/echo.wasm")).expect("the baseline's echo.wasm"),
+        None => guests::example("echo"),
+    };
+    guests::install(&folder, "echo", &echo);
     // The echo bot answers every message: the highest rate and burst a bot may have.
     std::fs::write(folder.join("echo.toml"), "ops_per_second = 10000.0\nops_burst = 100000\n").expect("toml");
-    let idle = guests::idle();
+    let idle = match &baseline_guests {
+        Some(target) => guests::probe_from(target, "idle", ""),
+        None => guests::idle(),
+    };
     for i in 1..bots {
         guests::install(&folder, &format!("idle{i}"), &guests::with_custom_section(&idle, &format!("idle{i}")));
     }

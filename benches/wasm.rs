@@ -257,25 +257,27 @@ fn main() {
 
 /// The echo bot built for world 0.3.0 against the same bot built for 0.2.0
 /// (`tests/fixtures/echo-0.2.0.wasm`), whose events cross to its world's
-/// types through `wasm::compat`: deliveries/s to ten of each, alternating,
-/// medians of three.
+/// types through `wasm::compat`: deliveries/s to one and to ten of each,
+/// alternating, medians of three.
 fn worlds(runtime: &tokio::runtime::Runtime, scale: u64) {
     let old = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/echo-0.2.0.wasm")).expect("fixture");
     let new = guests::example("echo");
     let events = 20_000 / scale;
-    let (mut now, mut then) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        now.push(runtime.block_on(deliveries_to(&new, 10, events)));
-        then.push(runtime.block_on(deliveries_to(&old, 10, events)));
+    println!("## Echo bots, {events} events: world 0.3.0 against a 0.2.0 build\n");
+    println!("| bots | 0.3.0 deliveries/s | 0.2.0 (through compat) | ratio |\n|---:|---:|---:|---:|");
+    for bots in [1, 10] {
+        let (mut now, mut then) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            now.push(runtime.block_on(deliveries_to(&new, bots, events)));
+            then.push(runtime.block_on(deliveries_to(&old, bots, events)));
+        }
+        let median = |xs: &mut Vec<f64>| {
+            xs.sort_by(|a, b| a.total_cmp(b));
+            xs[1]
+        };
+        let (now, then) = (median(&mut now), median(&mut then));
+        println!("| {bots} | {now:.0} | {then:.0} | {:.2} |", then / now);
     }
-    let median = |xs: &mut Vec<f64>| {
-        xs.sort_by(|a, b| a.total_cmp(b));
-        xs[1]
-    };
-    let (now, then) = (median(&mut now), median(&mut then));
-    println!("## Ten echo bots, {events} events: world 0.3.0 against a 0.2.0 build\n");
-    println!("| world | deliveries/s (median of 3) | ratio |\n|---|---:|---:|");
-    println!("| 0.3.0 | {now:.0} | 1.00 |\n| 0.2.0 (through compat) | {then:.0} | {:.2} |", then / now);
 }
 
 /// A new version of the echo bot: written into the folder (the watcher

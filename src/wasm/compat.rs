@@ -7,6 +7,8 @@
 //!   forwarded message reaches it as an `other` element of kind `forward`.
 //! * `botbridge:bot@0.1.0`: 0.2.0's types under the old function names.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -38,6 +40,26 @@ fn down<A: Serialize, B: DeserializeOwned>(r: Result<A, types::Error>) -> Result
         Ok(a) => carry(&a).ok_or_else(internal),
         Err(e) => Err(carry(&e).unwrap_or_else(internal)),
     }
+}
+
+/// Events converted for 0.2.0 bots, shared by them as `SharedEvents` shares
+/// 0.3.0's: a slot per `seq` modulo the size, keyed by the very 0.3.0 value
+/// it came from (held, so no other value can take its address).
+static SHARED: [parking_lot::Mutex<Option<Converted>>; SLOTS] = [const { parking_lot::const_mutex(None) }; SLOTS];
+const SLOTS: usize = 256;
+type Converted = (Arc<types::Event>, Option<Arc<v2::Event>>);
+
+/// `event_v0_2`, converted once for every 0.2.0 bot that takes it.
+pub fn event_v0_2_shared(event: &Arc<types::Event>) -> Option<Arc<v2::Event>> {
+    let slot = &SHARED[(event.seq % SLOTS as u64) as usize];
+    if let Some((from, to)) = &*slot.lock()
+        && Arc::ptr_eq(from, event)
+    {
+        return to.clone();
+    }
+    let to = event_v0_2(event).map(Arc::new);
+    *slot.lock() = Some((event.clone(), to.clone()));
+    to
 }
 
 /// An event for a 0.2.0 bot; None for the kinds 0.2.0 does not have.

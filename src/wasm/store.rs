@@ -538,7 +538,7 @@ pub struct BotTemplate {
 #[derive(Clone, Copy)]
 enum Handler {
     Current(TypedFunc<(Arc<types::Event>,), ()>),
-    V0_2(TypedFunc<(v0_2::Event,), ()>),
+    V0_2(TypedFunc<(Arc<v0_2::Event>,), ()>),
 }
 
 pub struct LiveBot {
@@ -601,7 +601,7 @@ impl BotTemplate {
         let instance: Instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, cpu_ms))?;
         let handle = match instance.get_typed_func::<(Arc<types::Event>,), ()>(&mut store, "handle") {
             Ok(f) => Handler::Current(f),
-            Err(e) => match instance.get_typed_func::<(v0_2::Event,), ()>(&mut store, "handle") {
+            Err(e) => match instance.get_typed_func::<(Arc<v0_2::Event>,), ()>(&mut store, "handle") {
                 Ok(f) => Handler::V0_2(f),
                 Err(_) => return Err(CallError::NoHandle(super::host::cause(e))),
             },
@@ -641,7 +641,7 @@ impl LiveBot {
         let cpu_ms = self.cpu_ms;
         match self.handle {
             Handler::Current(f) => f.call_async(&mut self.store, (event,)).await,
-            Handler::V0_2(f) => match super::compat::event_v0_2(&event) {
+            Handler::V0_2(f) => match super::compat::event_v0_2_shared(&event) {
                 Some(event) => f.call_async(&mut self.store, (event,)).await,
                 // An event kind the bot's world does not have.
                 None => Ok(()),

@@ -16,9 +16,14 @@ pub fn example(name: &str) -> Vec<u8> {
 /// patched in: `verb`, then `arg` (see the probe's header for the verbs).
 /// Each script gives another file, so another version to the host.
 fn probe(verb: &str, arg: &str) -> Vec<u8> {
+    probe_from(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), verb, arg)
+}
+
+/// The probe as built under `target` (another checkout's, for a baseline).
+pub fn probe_from(target: &Path, verb: &str, arg: &str) -> Vec<u8> {
     const MARKER: &[u8] = b"BOTBRIDGE-PROBE:";
     const SCRIPT_LEN: usize = 512;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-guests/test-probe.wasm");
+    let path = target.join("test-guests/test-probe.wasm");
     let mut bytes =
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-guests first", path.display()));
     let at = bytes.windows(MARKER.len()).position(|w| w == MARKER).expect("the probe carries its script marker");
