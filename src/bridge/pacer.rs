@@ -34,7 +34,8 @@ pub struct PacingConfig {
     pub jitter_ms: u64,
     /// Most messages waiting for their turn; one more is `rate_limited`.
     pub queue: usize,
-    /// Most of them from one sender (a wasm bot or a client).
+    /// Most of them from one sender (a wasm bot or a client); more than
+    /// `queue` is `queue`.
     pub queue_per_sender: usize,
 }
 
@@ -67,8 +68,9 @@ impl PacingConfig {
         if self.queue == 0 || self.queue > MAX_PACING_QUEUE {
             return Err(format!("queue must be 1..={MAX_PACING_QUEUE}"));
         }
-        if self.queue_per_sender == 0 || self.queue_per_sender > self.queue {
-            return Err(format!("queue_per_sender must be 1..=queue ({})", self.queue));
+        // Above `queue` it is `queue` in effect: the whole queue is full first.
+        if self.queue_per_sender == 0 || self.queue_per_sender > MAX_PACING_QUEUE {
+            return Err(format!("queue_per_sender must be 1..={MAX_PACING_QUEUE}"));
         }
         for (key, ms) in
             [("group_gap_ms", self.group_gap_ms), ("friend_gap_ms", self.friend_gap_ms), ("jitter_ms", self.jitter_ms)]
@@ -289,7 +291,7 @@ mod tests {
         assert!(bad.check().unwrap_err().contains("per_minute"));
         let bad = PacingConfig { jitter_ms: MAX_PACING_MS + 1, ..PacingConfig::CONSERVATIVE };
         assert!(bad.check().unwrap_err().contains("jitter_ms"));
-        let bad = PacingConfig { queue_per_sender: 201, ..PacingConfig::CONSERVATIVE };
+        let bad = PacingConfig { queue_per_sender: 0, ..PacingConfig::CONSERVATIVE };
         assert!(bad.check().unwrap_err().contains("queue_per_sender"));
         assert!(PacingConfig::CONSERVATIVE.check().is_ok());
     }
