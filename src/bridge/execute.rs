@@ -6,10 +6,10 @@
 
 use super::outgoing::preview;
 use super::{Bridge, Caller, CallerKind, Scope};
-use crate::backend::{Backend, RequestAnswer};
+use crate::backend::{Backend, RequestAnswer, Sent};
 use crate::registry::{IdKind, MessageRef, RequestKind, SourceInfo};
 use crate::schema::{
-    AccountContent, AccountId, Element, ErrorCode, FetchedMessage, ForwardNode, HandleRequestContent,
+    AccountContent, AccountId, Element, ErrorCode, FetchedMessage, ForwardNode, GroupId, HandleRequestContent,
     ListMembersContent, MessageChain, MuteMemberContent, OpData, OpError, OpKind, Operation, Outgoing,
     SendForwardContent, SourceId, Target,
 };
@@ -158,7 +158,7 @@ impl Bridge {
         caller: &Caller,
         account: AccountId,
         target: Target,
-        sent: crate::backend::Sent,
+        sent: Sent,
         text: String,
         chain: &MessageChain,
     ) -> Result<OpData, OpError> {
@@ -226,7 +226,7 @@ impl Bridge {
         caller: &Caller,
         kind: OpKind,
         account: Option<AccountId>,
-        group: crate::schema::GroupId,
+        group: GroupId,
     ) -> Result<std::sync::Arc<dyn Backend>, OpError> {
         let (account, backend) = self.backend(account)?;
         caller.check(kind, account, Scope::Group(group))?;

@@ -13,7 +13,9 @@ use tokio::time::Instant;
 use super::wire::{self, Scene, Upstream};
 use super::{Inbound, Inner};
 use crate::backend::{BackendEvent, IncomingMessage, Sender};
-use crate::schema::{FriendModel, GroupEvent, GroupId, GroupModel, Permission, Target, UserEvent, UserId};
+use crate::schema::{
+    Element, FriendModel, GroupEvent, GroupId, GroupModel, Permission, Target, UpstreamMsgId, UserEvent, UserId,
+};
 
 impl Inner {
     /// A group's model: cached, else asked for (name, and the account's rank).
@@ -115,11 +117,11 @@ impl Inner {
 
     /// Fills in the nodes of forwarded messages that came by ID only (the
     /// first few: each is a call upstream, and events wait for it).
-    pub(super) async fn expand_forwards(&self, elements: &mut [crate::schema::Element]) {
+    pub(super) async fn expand_forwards(&self, elements: &mut [Element]) {
         const MAX_EXPANDED: usize = 4;
-        let by_id = |e: &crate::schema::Element| matches!(e, crate::schema::Element::Forward { id, nodes } if nodes.is_empty() && !id.is_empty());
+        let by_id = |e: &Element| matches!(e, Element::Forward { id, nodes } if nodes.is_empty() && !id.is_empty());
         for e in elements.iter_mut().filter(|e| by_id(e)).take(MAX_EXPANDED) {
-            let crate::schema::Element::Forward { id, nodes } = e else { continue };
+            let Element::Forward { id, nodes } = e else { continue };
             match self.call("get_forward_msg", json!({"message_id": id, "id": id})).await {
                 Ok(data) => *nodes = wire::forward_nodes(data.get("messages").unwrap_or(&data)),
                 Err(e) => tracing::warn!(forward = %id, "could not expand a forwarded message: {e}"),
@@ -128,7 +130,7 @@ impl Inner {
     }
 
     /// Keeps an anonymous message's flag, which muting its sender needs.
-    fn remember_anonymous(&self, message_id: crate::schema::UpstreamMsgId, anonymous: &Value) {
+    fn remember_anonymous(&self, message_id: UpstreamMsgId, anonymous: &Value) {
         let flag = anonymous.get("flag").and_then(Value::as_str).unwrap_or_default();
         if flag.is_empty() {
             return;
