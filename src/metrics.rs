@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::bridge::Bridge;
-use crate::schema::{OpData, OpError, OpKind};
+use crate::schema::{AccountId, OpData, OpError, OpKind};
 use crate::store::RedbStore;
 use crate::wasm::{RunState, WasmHost};
 
@@ -235,6 +235,22 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) ->
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
+/// One metric family of type `M` with a sample per account (none: the
+/// family is described, without samples).
+fn per_account<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl Iterator<Item = (AccountId, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (account, metric) in samples {
+        metric.encode(family.encode_family(&AccountLabel { account: account.0.to_string() })?)?;
+    }
+    Ok(())
+}
+
 impl Collector for Scraped {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let bus = self.bridge.bus();
@@ -249,45 +265,27 @@ impl Collector for Scraped {
         if let Some(state) = &self.state {
             counter(&mut encoder, "botbridge_state_commits", "State file commits (one fsync each)", state.commits())?;
         }
-        {
-            let mut online = encoder.encode_descriptor(
-                "botbridge_account_online",
-                "1 while the account is connected",
-                None,
-                MetricType::Gauge,
-            )?;
-            for account in self.bridge.accounts() {
-                let up = self.bridge.account_online(account);
-                ConstGauge::new(i64::from(up))
-                    .encode(online.encode_family(&AccountLabel { account: account.0.to_string() })?)?;
-            }
-        }
-        {
-            let mut queued = encoder.encode_descriptor(
-                "botbridge_pacer_queue",
-                "Messages waiting in a paced account's send queue",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (account, waiting) in self.bridge.pacer_queues() {
-                if let Some(waiting) = waiting {
-                    ConstGauge::new(waiting as i64)
-                        .encode(queued.encode_family(&AccountLabel { account: account.0.to_string() })?)?;
-                }
-            }
-        }
-        {
-            let mut repeats = encoder.encode_descriptor(
-                "botbridge_upstream_duplicates",
-                "Upstream frames dropped as repeats of ones already handled",
-                None,
-                MetricType::Counter,
-            )?;
-            for (account, dropped) in self.bridge.upstream_duplicates() {
-                ConstCounter::new(dropped)
-                    .encode(repeats.encode_family(&AccountLabel { account: account.0.to_string() })?)?;
-            }
-        }
+        let accounts = self.bridge.accounts();
+        let online = accounts.iter().map(|&a| (a, ConstGauge::new(i64::from(self.bridge.account_online(a)))));
+        per_account(
+            &mut encoder,
+            "botbridge_account_online",
+            "1 while the account is connected",
+            MetricType::Gauge,
+            online,
+        )?;
+        let queued = self.bridge.pacer_queues().into_iter();
+        let queued = queued.filter_map(|(a, waiting)| Some((a, ConstGauge::new(waiting? as i64))));
+        let help = "Messages waiting in a paced account's send queue";
+        per_account(&mut encoder, "botbridge_pacer_queue", help, MetricType::Gauge, queued)?;
+        let repeats = self.bridge.upstream_duplicates().into_iter().map(|(a, n)| (a, ConstCounter::new(n)));
+        per_account(
+            &mut encoder,
+            "botbridge_upstream_duplicates",
+            "Upstream frames dropped as repeats of ones already handled",
+            MetricType::Counter,
+            repeats,
+        )?;
         {
             let mut bots = encoder.encode_descriptor(
                 "botbridge_bot",

@@ -338,7 +338,7 @@ async fn forwards_and_anonymous_senders_on_a_real_account() {
     peer.answer(&call, json!(null)).await;
     assert_eq!(c.result_for(&json!("m")).await["ok"], true);
     // Not anonymous: the ordinary ban of the sender.
-    let plain_message = c_first(&mut c, &mut peer).await;
+    let plain_message = plain_message_from_mia(&mut c, &mut peer).await;
     let mute =
         json!({"type": "MuteMember", "id": "m2", "content": {"messageSource": source_id(&plain_message), "time": 60}});
     c.send_text(&mute.to_string()).await;
@@ -350,7 +350,7 @@ async fn forwards_and_anonymous_senders_on_a_real_account() {
 }
 
 /// A plain group message from Mia, as received.
-async fn c_first(c: &mut Client, peer: &mut Peer<TcpStream>) -> Value {
+async fn plain_message_from_mia(c: &mut Client, peer: &mut Peer<TcpStream>) -> Value {
     peer.send(group_message(82, json!("plain"))).await;
     c.next_of("msg").await
 }

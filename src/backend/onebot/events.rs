@@ -44,8 +44,11 @@ impl Inner {
                     continue;
                 }
             };
-            if let Some(key) = wire::identity(&frame)
-                && self.seen.lock().repeated(key, self.config.dedup_window)
+            // A window of 0 keeps every repeat: nothing to remember.
+            let window = self.config.dedup_window;
+            if !window.is_zero()
+                && let Some(key) = wire::identity(&frame)
+                && self.seen.lock().repeated(key, window)
             {
                 self.duplicates.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("dropping a repeated upstream frame: {frame}");

@@ -75,18 +75,16 @@ impl Seen {
     /// Whether `key` was seen within `window`; remembers it if not.
     fn repeated(&mut self, key: u64, window: Duration) -> bool {
         let now = Instant::now();
-        while let Some((at, _)) = self.order.front() {
-            if now.duration_since(*at) <= window && self.order.len() < SEEN_KEPT {
+        while let Some(&(at, old)) = self.order.front() {
+            if now.duration_since(at) <= window && self.order.len() < SEEN_KEPT {
                 break;
             }
-            if let Some((_, old)) = self.order.pop_front() {
-                self.keys.remove(&old);
-            }
+            self.order.pop_front();
+            self.keys.remove(&old);
         }
-        if window.is_zero() || self.keys.contains(&key) {
-            return !window.is_zero();
+        if !self.keys.insert(key) {
+            return true;
         }
-        self.keys.insert(key);
         self.order.push_back((now, key));
         false
     }
