@@ -147,20 +147,28 @@ impl v2_log::Host for BotState {
     }
 }
 
-impl v2_kv::Host for BotState {
-    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        current::kv::Host::get(self, key).await
-    }
-    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        current::kv::Host::set(self, key, value).await
-    }
-    async fn delete(&mut self, key: String) {
-        current::kv::Host::delete(self, key).await
-    }
-    async fn list(&mut self, prefix: String) -> Vec<String> {
-        current::kv::Host::list(self, prefix).await
-    }
+/// An older world's kv: the same functions, with the same types, as 0.3.0's.
+macro_rules! same_kv {
+    ($host:path) => {
+        impl $host for BotState {
+            async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+                current::kv::Host::get(self, key).await
+            }
+            async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+                current::kv::Host::set(self, key, value).await
+            }
+            async fn delete(&mut self, key: String) {
+                current::kv::Host::delete(self, key).await
+            }
+            async fn list(&mut self, prefix: String) -> Vec<String> {
+                current::kv::Host::list(self, prefix).await
+            }
+        }
+    };
 }
+
+same_kv!(v2_kv::Host);
+same_kv!(v0_1::kv::Host);
 
 impl v2_timers::Host for BotState {
     async fn set(&mut self, tag: String, schedule: v2_timers::Schedule) -> Result<(), v2_timers::TimerError> {
@@ -243,21 +251,6 @@ impl v0_1::log::Host for BotState {
             v0_1::log::Level::Error => current::log::Level::Error,
         };
         current::log::Host::log(self, level, message).await
-    }
-}
-
-impl v0_1::kv::Host for BotState {
-    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        current::kv::Host::get(self, key).await
-    }
-    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        current::kv::Host::set(self, key, value).await
-    }
-    async fn delete(&mut self, key: String) {
-        current::kv::Host::delete(self, key).await
-    }
-    async fn list(&mut self, prefix: String) -> Vec<String> {
-        current::kv::Host::list(self, prefix).await
     }
 }
 
