@@ -16,7 +16,8 @@
 //! `--queue 65536`, since builds before the batched connection loop close a
 //! bursting client with 4008 at the default queue. `ECHO_BASELINE_GUESTS=path/
 //! to/its/target` gives it the bots as that checkout built them (for a
-//! baseline of an older world version).
+//! baseline of an older world version); `ECHO_BASELINE_QUEUE=4096` runs it
+//! with the default queue (a baseline that has the batched loop).
 
 #[path = "../tests/common/binary.rs"]
 mod binary;
@@ -48,7 +49,11 @@ impl Target {
             Self::BareEcho => "bare tokio-tungstenite echo".into(),
             Self::Bridge { bots, durable, baseline } => {
                 let state = if durable { "state file on (default)" } else { "state file off (--ephemeral)" };
-                let which = if baseline { "baseline botbridge (queue 65536)" } else { "botbridge" };
+                let which = if baseline {
+                    format!("baseline botbridge (queue {})", baseline_queue())
+                } else {
+                    "botbridge".into()
+                };
                 format!("{which}, {bots} bot{}, {state}", if bots == 1 { "" } else { "s" })
             }
         }
@@ -63,10 +68,20 @@ struct Figures {
     p99_us: f64,
     /// The bridge's peak resident memory, MiB (0 for the bare echo).
     peak_rss_mib: f64,
+    /// The bridge's CPU time (user + system, all threads) per message of
+    /// the burst, µs: steadier than a rate on a shared machine (0 for the
+    /// bare echo, which runs in this process).
+    cpu_us_per_msg: f64,
 }
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The baseline's `--queue`: `ECHO_BASELINE_QUEUE`, else 65536 (what builds
+/// before the batched connection loop need for a burst).
+fn baseline_queue() -> String {
+    std::env::var("ECHO_BASELINE_QUEUE").unwrap_or_else(|_| "65536".into())
 }
 
 /// Starts the bridge on port 0 in `dir`, sharing the compiled-component cache.
@@ -107,7 +122,7 @@ fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool,
         cmd.arg("--ephemeral");
     }
     if baseline {
-        cmd.args(["--queue", "65536"]);
+        cmd.args(["--queue", &baseline_queue()]);
     }
     cmd.env("RUST_LOG", "warn,botbridge::app=info");
     let (child, url) = binary::spawn_bridge(cmd);
@@ -206,6 +221,18 @@ async fn one_at_a_time(target: Target, url: &str, n: usize) -> Vec<Duration> {
     times
 }
 
+/// A process's CPU time so far (user + system), seconds, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state;
+    // utime and stime are the 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<f64>().ok()).sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz.max(1.0)
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = status
@@ -235,14 +262,18 @@ async fn run(target: Target, cache: &Path, bursts: usize, singles: usize) -> Fig
     };
     // Warm up: every bot instantiated, the allocator and the page cache settled.
     one_at_a_time(target, &url, 200).await;
+    let pid = child.as_ref().map(|c| c.0.id());
+    let cpu_before = pid.map_or(0.0, cpu_seconds);
     let msgs_per_s = burst(target, &url, bursts).await;
+    let cpu_us_per_msg = pid.map_or(0.0, |pid| (cpu_seconds(pid) - cpu_before) * 1e6 / bursts as f64);
     let times = one_at_a_time(target, &url, singles).await;
-    let mut figures =
-        Figures { msgs_per_s, p50_us: micros(&times, 0.5), p99_us: micros(&times, 0.99), peak_rss_mib: 0.0 };
-    if let Some(child) = child {
-        figures.peak_rss_mib = peak_rss_mib(child.0.id());
+    Figures {
+        msgs_per_s,
+        p50_us: micros(&times, 0.5),
+        p99_us: micros(&times, 0.99),
+        peak_rss_mib: pid.map_or(0.0, peak_rss_mib),
+        cpu_us_per_msg,
     }
-    figures
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -290,19 +321,20 @@ fn main() {
         for (i, target) in targets.iter().enumerate() {
             let figures = runtime.block_on(run(*target, cache.path(), bursts, singles));
             eprintln!(
-                "round {round}: {}: {:.0} msgs/s, p50 {:.0} µs, p99 {:.0} µs",
+                "round {round}: {}: {:.0} msgs/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU/msg",
                 target.label(),
                 figures.msgs_per_s,
                 figures.p50_us,
-                figures.p99_us
+                figures.p99_us,
+                figures.cpu_us_per_msg
             );
             runs[i].push(figures);
         }
     }
     println!("load average after: {}", load_average());
     println!("{bursts} messages in one burst, then {singles} one at a time; medians of {rounds} alternating runs");
-    println!("| | msgs/s | deliveries/s | p50 | p99 | peak RSS |");
-    println!("|---|---|---|---|---|---|");
+    println!("| | msgs/s | deliveries/s | p50 | p99 | peak RSS | bridge CPU/msg |");
+    println!("|---|---|---|---|---|---|---|");
     let ephemeral_rate = |bots, baseline| {
         let i = targets.iter().position(|t| *t == Target::Bridge { bots, durable: false, baseline })?;
         Some(median(runs[i].iter().map(|f| f.msgs_per_s).collect()))
@@ -312,8 +344,9 @@ fn main() {
         let p50 = median(figures.iter().map(|f| f.p50_us).collect());
         let p99 = median(figures.iter().map(|f| f.p99_us).collect());
         let rss = median(figures.iter().map(|f| f.peak_rss_mib).collect());
-        let (deliveries, ratio, rss) = match target {
-            Target::BareEcho => ("—".to_owned(), String::new(), "—".to_owned()),
+        let cpu = median(figures.iter().map(|f| f.cpu_us_per_msg).collect());
+        let (deliveries, ratio, rss, cpu) = match target {
+            Target::BareEcho => ("—".to_owned(), String::new(), "—".to_owned(), "—".to_owned()),
             Target::Bridge { bots, durable, baseline } => (
                 format!("{:.0}", rate * *bots as f64),
                 match ephemeral_rate(*bots, *baseline) {
@@ -321,8 +354,12 @@ fn main() {
                     _ => String::new(),
                 },
                 format!("{rss:.0} MiB"),
+                format!("{cpu:.1} µs"),
             ),
         };
-        println!("| {} | {rate:.0}{ratio} | {deliveries} | {p50:.0} µs | {p99:.0} µs | {rss} |", target.label());
+        println!(
+            "| {} | {rate:.0}{ratio} | {deliveries} | {p50:.0} µs | {p99:.0} µs | {rss} | {cpu} |",
+            target.label()
+        );
     }
 }
