@@ -181,8 +181,10 @@ struct Ring {
     base: u64,
     /// `None`: a serial lost in a crash (reads as expired).
     slots: VecDeque<Option<Slot>>,
-    /// Source IDs by message, so a recall event names the ID consumers already saw.
-    by_message: HashMap<MessageRef, u64>,
+    /// Source IDs by message, so a recall event names the ID consumers already
+    /// saw. foldhash, not SipHash: one insert per message on the echo path,
+    /// still seeded per process.
+    by_message: HashMap<MessageRef, u64, foldhash::fast::RandomState>,
 }
 
 /// The shared ID registry. Cheap to share behind an `Arc`.
@@ -203,7 +205,7 @@ impl Registry {
             key: rand::random(),
             config,
             clock,
-            ring: Mutex::new(Ring { base: 0, slots: VecDeque::new(), by_message: HashMap::new() }),
+            ring: Mutex::new(Ring { base: 0, slots: VecDeque::new(), by_message: HashMap::default() }),
             log: None,
         }
     }
@@ -211,7 +213,7 @@ impl Registry {
     /// A registry kept in `log`, continuing from what it restored.
     pub fn restore(config: RegistryConfig, clock: Arc<dyn Clock>, log: Arc<dyn IdLog>, restored: &Restored) -> Self {
         let base = restored.ids.first().map(|(s, _)| *s).unwrap_or(restored.next_serial);
-        let mut ring = Ring { base, slots: VecDeque::new(), by_message: HashMap::new() };
+        let mut ring = Ring { base, slots: VecDeque::new(), by_message: HashMap::default() };
         for (serial, bytes) in &restored.ids {
             while ring.base + (ring.slots.len() as u64) < *serial {
                 ring.slots.push_back(None);

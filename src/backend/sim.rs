@@ -185,7 +185,8 @@ struct World {
     friends: BTreeMap<UserId, String>,
     strangers: BTreeMap<UserId, String>,
     groups: BTreeMap<GroupId, Group>,
-    messages: HashMap<i64, StoredMessage>,
+    /// By number; foldhash, as one insert and one removal per message sent.
+    messages: HashMap<i64, StoredMessage, foldhash::fast::RandomState>,
     next_message: i64,
     requests: HashMap<String, PendingRequest>,
     next_request: u64,
@@ -243,7 +244,7 @@ impl SimBackend {
             friends: config.friend.iter().map(|p| (p.id, p.nick.clone())).collect(),
             strangers: config.stranger.iter().map(|p| (p.id, p.nick.clone())).collect(),
             groups,
-            messages: HashMap::new(),
+            messages: HashMap::default(),
             // Distinct from every earlier run's, so restored IDs never meet a new message.
             next_message: (rand::random::<u32>() as i64) << 30,
             requests: HashMap::new(),
