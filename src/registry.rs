@@ -187,6 +187,19 @@ struct Ring {
     by_message: HashMap<MessageRef, u64, foldhash::fast::RandomState>,
 }
 
+impl Ring {
+    /// Room for `capacity` slots from the start: address space only until
+    /// used (slots fill in order, so pages are touched as they fill), and no
+    /// copy of the whole ring each time it would have doubled on a busy
+    /// account. The index is not sized ahead: it is written all over, so a
+    /// big one would be resident at once.
+    fn new(base: u64, capacity: usize) -> Self {
+        // Up to the default capacity; a larger one grows past it as it fills.
+        let capacity = capacity.min(RegistryConfig::default().capacity);
+        Self { base, slots: VecDeque::with_capacity(capacity), by_message: HashMap::default() }
+    }
+}
+
 /// The shared ID registry. Cheap to share behind an `Arc`.
 pub struct Registry {
     key: [u8; 32],
@@ -201,19 +214,13 @@ const MAC_LEN: usize = 12;
 
 impl Registry {
     pub fn new(config: RegistryConfig, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            key: rand::random(),
-            config,
-            clock,
-            ring: Mutex::new(Ring { base: 0, slots: VecDeque::new(), by_message: HashMap::default() }),
-            log: None,
-        }
+        Self { key: rand::random(), config, clock, ring: Mutex::new(Ring::new(0, config.capacity)), log: None }
     }
 
     /// A registry kept in `log`, continuing from what it restored.
     pub fn restore(config: RegistryConfig, clock: Arc<dyn Clock>, log: Arc<dyn IdLog>, restored: &Restored) -> Self {
         let base = restored.ids.first().map(|(s, _)| *s).unwrap_or(restored.next_serial);
-        let mut ring = Ring { base, slots: VecDeque::new(), by_message: HashMap::default() };
+        let mut ring = Ring::new(base, config.capacity);
         for (serial, bytes) in &restored.ids {
             while ring.base + (ring.slots.len() as u64) < *serial {
                 ring.slots.push_back(None);

@@ -59,6 +59,16 @@ enum Work {
     Timer(String),
 }
 
+/// What a failure is logged as: `event 12`, `timer "tick"`.
+impl std::fmt::Display for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Event(frame) => write!(f, "event {}", frame.seq),
+            Self::Timer(tag) => write!(f, "timer {tag:?}"),
+        }
+    }
+}
+
 pub struct Runner {
     pub template: Arc<BotTemplate>,
     pub live: Option<LiveBot>,
@@ -82,8 +92,19 @@ impl Runner {
         let mut failures: VecDeque<Instant> = VecDeque::new();
         let mut consecutive = 0u32;
         loop {
-            let work = match pending.pop_front() {
-                Some(frame) => Work::Event(frame),
+            // What is ready is taken without a `select!`: a bot with events
+            // queued (a burst) goes from one to the next, a due timer first.
+            let ready = match timers.due_now() {
+                Some(tag) => Some(Work::Timer(tag)),
+                None => pending.pop_front().or_else(|| self.sub.try_recv()).map(Work::Event),
+            };
+            let work = match ready {
+                // Counted against the task's budget, so a long queue still
+                // lets the other tasks on this worker run.
+                Some(work) => {
+                    tokio::task::consume_budget().await;
+                    work
+                }
                 None => tokio::select! {
                     _ = self.stop.cancelled() => return last,
                     tag = timers.due() => Work::Timer(tag),
@@ -105,17 +126,17 @@ impl Runner {
             if self.stop.is_cancelled() {
                 return last;
             }
-            let (what, fired) = match &work {
+            let fired = match &work {
                 Work::Event(frame) => {
                     if !matches!(frame.payload, Payload::Event(_)) {
                         continue;
                     }
                     last = frame.seq;
-                    (format!("event {}", frame.seq), None)
+                    None
                 }
                 // Past this firing before the call, so a failing call does
                 // not fire it again at once; written after the call.
-                Work::Timer(tag) => (format!("timer {tag:?}"), timers.advance(tag)),
+                Work::Timer(tag) => timers.advance(tag),
             };
             let outcome = self.call(&work, consecutive).await;
             if let Work::Timer(tag) = &work {
@@ -139,7 +160,7 @@ impl Runner {
                     self.template.metrics.handled.inc();
                 }
                 Some(Err(error)) => {
-                    if self.failed(&mut failures, &mut consecutive, &what, error) {
+                    if self.failed(&mut failures, &mut consecutive, &work.to_string(), error) {
                         return self.parked(last).await;
                     }
                 }

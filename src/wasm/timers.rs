@@ -252,6 +252,14 @@ impl Timers {
         map.by_time.iter().filter_map(|(_, tag)| Some((tag.clone(), map.by_tag.get(tag)?.clone()))).collect()
     }
 
+    /// The tag of a timer due now (the soonest; ties by tag), without waiting:
+    /// what a bot with events queued looks at before each one.
+    pub fn due_now(&self) -> Option<String> {
+        let map = self.map.lock();
+        let (next, tag) = map.soonest()?;
+        (*next <= now_ms()).then(|| tag.clone())
+    }
+
     /// Waits until a timer is due and returns its tag (the soonest; ties by tag).
     /// Changes nothing, so it may be dropped at any point.
     pub async fn due(&self) -> String {
