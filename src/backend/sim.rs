@@ -244,7 +244,9 @@ impl SimBackend {
             friends: config.friend.iter().map(|p| (p.id, p.nick.clone())).collect(),
             strangers: config.stranger.iter().map(|p| (p.id, p.nick.clone())).collect(),
             groups,
-            messages: HashMap::default(),
+            // Sized for the most it keeps: growing it meant a rehash into
+            // fresh pages, each time on the echo path, for the first 100 000.
+            messages: HashMap::with_capacity_and_hasher(MAX_MESSAGES as usize, Default::default()),
             // Distinct from every earlier run's, so restored IDs never meet a new message.
             next_message: (rand::random::<u32>() as i64) << 30,
             requests: HashMap::new(),
