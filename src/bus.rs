@@ -12,9 +12,10 @@
 //! bot that has taken nothing for `patience` is not waited for: a stuck bot
 //! falls behind (and resumes from the replay buffer) instead.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -75,17 +76,24 @@ pub struct Frame {
     pub seq: u64,
     pub payload: Payload,
     pub json: Json,
+    /// The payload in a consumer's own form (the wasm bots' WIT value), made
+    /// by the first consumer that needs it; the others read it without a lock.
+    pub converted: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl Frame {
+    fn new(seq: u64, payload: Payload, json: Json) -> Self {
+        Self { seq, payload, json, converted: OnceLock::new() }
+    }
+
     pub fn is_outgoing(&self) -> bool {
         matches!(self.payload, Payload::Outgoing(_))
     }
 
-    /// What the frame holds in memory, roughly: its JSON, its typed form
-    /// (about as big again) and the bookkeeping around them.
+    /// What the frame holds in memory, roughly: its JSON, its typed form and
+    /// its converted one (each about as big again) and the bookkeeping.
     pub fn cost(&self) -> usize {
-        2 * self.json.len() + 256
+        3 * self.json.len() + 256
     }
 }
 
@@ -229,7 +237,7 @@ impl Bus {
             .iter()
             .filter_map(|(seq, json)| {
                 let frame: EventFrame = serde_json::from_str(json).ok()?;
-                Some(Arc::new(Frame { seq: *seq, payload: Payload::Event(frame), json: Json::from(json.clone()) }))
+                Some(Arc::new(Frame::new(*seq, Payload::Event(frame), Json::from(json.clone()))))
             })
             .collect();
         Self::build(config, restored.next_seq - 1, ring, Some(log))
@@ -281,7 +289,7 @@ impl Bus {
         let json = to_json(&frame);
         inner.last_seq = seq;
         let stored = self.log.as_ref().map(|_| json.clone());
-        self.fan_out(&mut inner, Arc::new(Frame { seq, payload: Payload::Event(frame), json }));
+        self.fan_out(&mut inner, Arc::new(Frame::new(seq, Payload::Event(frame), json)));
         // The stored log keeps what the ring keeps.
         let keep_from = inner.ring.front().map_or(seq + 1, |f| f.seq);
         drop(inner);
@@ -298,7 +306,7 @@ impl Bus {
         let seq = inner.last_seq;
         let frame = OutgoingFrame { tag: OutgoingTag::Outgoing, seq, time, account, data };
         let json = to_json(&frame);
-        self.fan_out(&mut inner, Arc::new(Frame { seq, payload: Payload::Outgoing(frame), json }));
+        self.fan_out(&mut inner, Arc::new(Frame::new(seq, Payload::Outgoing(frame), json)));
     }
 
     fn fan_out(&self, inner: &mut Inner, frame: Arc<Frame>) {

@@ -42,9 +42,9 @@ fn down<A: Serialize, B: DeserializeOwned>(r: Result<A, types::Error>) -> Result
     }
 }
 
-/// Events converted for 0.2.0 bots, shared by them as `SharedEvents` shares
-/// 0.3.0's: a slot per `seq` modulo the size, keyed by the very 0.3.0 value
-/// it came from (held, so no other value can take its address).
+/// Events converted for 0.2.0 bots, shared by them as `convert::shared_event`
+/// shares 0.3.0's: a slot per `seq` modulo the size, keyed by the very 0.3.0
+/// value it came from (held, so no other value can take its address).
 static SHARED: [parking_lot::Mutex<Option<Converted>>; SLOTS] = [const { parking_lot::const_mutex(None) }; SLOTS];
 const SLOTS: usize = 256;
 type Converted = (Arc<types::Event>, Option<Arc<v2::Event>>);

@@ -1,44 +1,23 @@
 //! Schema ⇄ WIT: the same events and operations, as WIT types. Operations from
 //! a bot become `schema::Operation`s and take the bridge's one path.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
+use crate::bus::Frame;
 use crate::schema as s;
 
 use super::bindings::botbridge::bot::types as w;
 
-/// Events in WIT form, converted once and shared by every bot that takes
-/// them: bots take the same frames at about the same time, so the first one
-/// converts and the rest lower the same value (each into its own memory).
-/// A slot per `seq` modulo the size; a bot far behind converts its own.
-pub struct SharedEvents {
-    slots: Vec<Mutex<Option<Converted>>>,
-}
-
-/// An event's `seq` and its WIT form.
-type Converted = (u64, Arc<w::Event>);
-
-impl Default for SharedEvents {
-    fn default() -> Self {
-        // As many as a bot may have queued by default (`queue`).
-        const SLOTS: usize = 4096;
-        Self { slots: (0..SLOTS).map(|_| Mutex::new(None)).collect() }
-    }
-}
-
-impl SharedEvents {
-    pub fn get(&self, frame: &s::EventFrame) -> Arc<w::Event> {
-        let slot = &self.slots[(frame.seq % self.slots.len() as u64) as usize];
-        if let Some((seq, event)) = &*slot.lock()
-            && *seq == frame.seq
-        {
-            return event.clone();
-        }
-        let event = Arc::new(event(frame));
-        *slot.lock() = Some((frame.seq, event.clone()));
-        event
+/// An event frame in WIT form, converted by the first bot that takes the
+/// frame and kept with it (`Frame::converted`): the other bots lower the same
+/// value, each into its own memory, with no lock or count to share.
+pub fn shared_event<'a>(frame: &'a Frame, event: &s::EventFrame) -> Cow<'a, Arc<w::Event>> {
+    let converted = frame.converted.get_or_init(|| Box::new(Arc::new(self::event(event))));
+    match converted.downcast_ref::<Arc<w::Event>>() {
+        Some(shared) => Cow::Borrowed(shared),
+        // Another consumer's form: not one the bridge has, but convert anyway.
+        None => Cow::Owned(Arc::new(self::event(event))),
     }
 }
 

@@ -13,7 +13,6 @@ use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{botbridge::bot as v0_3, v0_1::botbridge::bot as v0_1, v0_2::botbridge::bot as v0_2};
-use super::convert::SharedEvents;
 use super::folder::{self, FileError, bot_name};
 use super::kv::Buckets;
 use super::limits::{BotConfig, BotConfigError, LogGate, MAX_MEMORY_MB, sha256_hex};
@@ -170,7 +169,6 @@ struct Inner {
     /// Last load error per bot that has no running version.
     rejected: Mutex<HashMap<String, String>>,
     logbook: Arc<Logbook>,
-    events: Arc<SharedEvents>,
     versions: Option<Versions>,
 }
 
@@ -270,7 +268,6 @@ impl WasmHost {
                 loading: Mutex::new(HashMap::new()),
                 rejected: Mutex::new(HashMap::new()),
                 logbook: Arc::new(Logbook::default()),
-                events: Arc::default(),
                 versions,
             }),
         })
@@ -553,7 +550,6 @@ impl WasmHost {
         let runner = Runner {
             template,
             live: Some(live),
-            events: inner.events.clone(),
             sub,
             bus: inner.bridge.bus().clone(),
             stop: stop.clone(),

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::convert::SharedEvents;
 use super::logbook::LogLevel;
 use super::store::{BotTemplate, LiveBot};
 use crate::bus::{Bus, Frame, Payload, Subscription};
@@ -72,7 +71,6 @@ impl std::fmt::Display for Work {
 pub struct Runner {
     pub template: Arc<BotTemplate>,
     pub live: Option<LiveBot>,
-    pub events: Arc<SharedEvents>,
     pub sub: Subscription,
     pub bus: Arc<Bus>,
     pub stop: CancellationToken,
@@ -191,7 +189,7 @@ impl Runner {
         let live = self.live.as_mut()?;
         let result = match work {
             Work::Event(frame) => match &frame.payload {
-                Payload::Event(event) => live.handle(self.events.get(event)).await,
+                Payload::Event(event) => live.handle(&super::convert::shared_event(frame, event)).await,
                 _ => Ok(()),
             },
             Work::Timer(tag) => live.on_timer(tag.clone()).await,

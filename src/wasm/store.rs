@@ -636,12 +636,18 @@ fn classify(e: wasmtime::Error, cpu_ms: u64) -> CallError {
 
 impl LiveBot {
     /// Delivers one event.
-    pub async fn handle(&mut self, event: Arc<types::Event>) -> Result<(), CallError> {
+    pub async fn handle(&mut self, event: &Arc<types::Event>) -> Result<(), CallError> {
         begin_call(&mut self.store);
         let cpu_ms = self.cpu_ms;
         match self.handle {
-            Handler::Current(f) => f.call_async(&mut self.store, (event,)).await,
-            Handler::V0_2(f) => match super::compat::event_v0_2_shared(&event) {
+            Handler::Current(f) => {
+                // Lowered from a reference, so the bots that share the value
+                // never write its count. SAFETY: `&Event` has the component
+                // type of `Arc<Event>`, which `f` was checked against.
+                let by_ref = unsafe { TypedFunc::<(&types::Event,), ()>::new_unchecked(*f.func()) };
+                by_ref.call_async(&mut self.store, (&**event,)).await
+            }
+            Handler::V0_2(f) => match super::compat::event_v0_2_shared(event) {
                 Some(event) => f.call_async(&mut self.store, (event,)).await,
                 // An event kind the bot's world does not have.
                 None => Ok(()),
