@@ -191,12 +191,13 @@ impl Ring {
     /// Room for `capacity` slots from the start: address space only until
     /// used (slots fill in order, so pages are touched as they fill), and no
     /// copy of the whole ring each time it would have doubled on a busy
-    /// account. The index is not sized ahead: it is written all over, so a
-    /// big one would be resident at once.
+    /// account. The index is written all over, so it is resident as soon as
+    /// it is used: sized for the first 65 536 messages (about 3 MiB) only.
     fn new(base: u64, capacity: usize) -> Self {
         // Up to the default capacity; a larger one grows past it as it fills.
         let capacity = capacity.min(RegistryConfig::default().capacity);
-        Self { base, slots: VecDeque::with_capacity(capacity), by_message: HashMap::default() }
+        let by_message = HashMap::with_capacity_and_hasher(capacity.min(1 << 16), Default::default());
+        Self { base, slots: VecDeque::with_capacity(capacity), by_message }
     }
 }
 
