@@ -89,12 +89,17 @@ impl Runner {
         }
         let mut failures: VecDeque<Instant> = VecDeque::new();
         let mut consecutive = 0u32;
+        let mut timer_last = false;
         loop {
             // What is ready is taken without a `select!`: a bot with events
-            // queued (a burst) goes from one to the next, a due timer first.
-            let ready = match timers.due_now() {
-                Some(tag) => Some(Work::Timer(tag)),
-                None => pending.pop_front().or_else(|| self.sub.try_recv()).map(Work::Event),
+            // queued (a burst) goes from one to the next. A due timer goes
+            // first, but not twice in a row while events wait, so a bot that
+            // keeps re-arming a timer for "now" still takes its events.
+            let mut event = || pending.pop_front().or_else(|| self.sub.try_recv()).map(Work::Event);
+            let ready = if timer_last {
+                event().or_else(|| timers.due_now().map(Work::Timer))
+            } else {
+                timers.due_now().map(Work::Timer).or_else(event)
             };
             let work = match ready {
                 // Counted against the task's budget, so a long queue still
@@ -124,6 +129,7 @@ impl Runner {
             if self.stop.is_cancelled() {
                 return last;
             }
+            timer_last = matches!(work, Work::Timer(_));
             let fired = match &work {
                 Work::Event(frame) => {
                     if !matches!(frame.payload, Payload::Event(_)) {

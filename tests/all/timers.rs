@@ -94,6 +94,29 @@ async fn timer_caps_are_enforced() {
     bridge.shutdown().await;
 }
 
+/// Due timers and queued events take turns: a bot with thousands of timers
+/// due at once still answers the next message between two of them, not after
+/// the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_timers_do_not_starve_events() {
+    // In memory, so setting and firing them is quick and the message arrives
+    // while most are still due.
+    let mut s = settings();
+    s.ephemeral = true;
+    write_toml(&s.bots, "probe", "max_timers = 2000\n");
+    install(&s.bots, "probe", &commander());
+    let bridge = start(s).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+
+    assert_eq!(command(&mut c, "burst 2000").await, "2000 set");
+    assert_eq!(command(&mut c, "say-config missing").await, "none");
+    // Handled so far: the two commands and the timers fired before the second.
+    let handled = bridge.wasm.status("probe").unwrap().handled;
+    assert!(handled < 2000, "the message waited for every due timer: {handled} handled");
+    eventually("every timer fired", || bridge.wasm.status("probe").is_some_and(|st| st.handled == 2002)).await;
+    bridge.shutdown().await;
+}
+
 /// The real binary, killed with SIGKILL while a one-shot and a repeating
 /// timer wait. The one-shot comes due while the bridge is down and fires
 /// once when the bot is back; the repeating one does not make up its runs.
