@@ -45,22 +45,11 @@ async fn test_server() -> SocketAddr {
     serve(router).await
 }
 
-/// A bridge running the probe (`cmd`) with `toml` as its `probe.toml`, and a
-/// client that sees what bots say.
-async fn probe_with(toml: &str) -> (botbridge::app::Running, Client) {
-    let s = settings();
-    write_toml(&s.bots, "probe", toml);
-    install(&s.bots, "probe", &commander());
-    let bridge = start(s).await;
-    let c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
-    (bridge, c)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_and_refused_origins() {
     let web = test_server().await;
     let port = web.port();
-    let (bridge, mut c) = probe_with(&format!("allowed_hosts = [\"http://127.0.0.1:{port}\"]\n")).await;
+    let (bridge, mut c) = start_probe(settings(), &format!("allowed_hosts = [\"http://127.0.0.1:{port}\"]\n")).await;
 
     assert_eq!(command(&mut c, &format!("get http://127.0.0.1:{port}/ok")).await, "http 200 5");
     // Another port, another scheme, another host: each a refused origin.
@@ -86,7 +75,7 @@ async fn loopback_and_private_addresses_need_a_literal_entry() {
     // Listed by name: `localhost` resolves to loopback, which is not listed
     // literally, so the name is refused after resolution.
     let toml = format!("allowed_hosts = [\"http://localhost:{port}\", \"http://10.1.2.3:{port}\"]\n");
-    let (bridge, mut c) = probe_with(&toml).await;
+    let (bridge, mut c) = start_probe(settings(), &toml).await;
 
     let answer = command(&mut c, &format!("get http://localhost:{port}/ok")).await;
     assert!(answer.starts_with("http-error refused"), "{answer}");
@@ -107,7 +96,7 @@ async fn timeout_and_size_cap() {
     let port = web.port();
     let toml =
         format!("allowed_hosts = [\"http://127.0.0.1:{port}\"]\nhttp_timeout_ms = 300\nhttp_max_bytes = 100000\n");
-    let (bridge, mut c) = probe_with(&toml).await;
+    let (bridge, mut c) = start_probe(settings(), &toml).await;
 
     let answer = command(&mut c, &format!("get http://127.0.0.1:{port}/slow")).await;
     assert!(answer.starts_with("http-error timeout"), "{answer}");
@@ -126,7 +115,7 @@ async fn requests_in_flight_are_capped() {
     let web = test_server().await;
     let port = web.port();
     let toml = format!("allowed_hosts = [\"http://127.0.0.1:{port}\"]\nhttp_max_in_flight = 2\n");
-    let (bridge, mut c) = probe_with(&toml).await;
+    let (bridge, mut c) = start_probe(settings(), &toml).await;
 
     let answer = command(&mut c, &format!("get-all 3 http://127.0.0.1:{port}/slow")).await;
     assert_eq!(answer, "http 200; http 200; http-error Some(ErrorCode::ConnectionLimitReached)");

@@ -18,6 +18,16 @@ pub async fn start(settings: Settings) -> Running {
     botbridge::app::start(settings).await.expect("bridge starts")
 }
 
+/// A bridge on `s` running the commander probe with `toml` as its
+/// `probe.toml`, and a client that sees outgoing frames (what the probe says).
+pub async fn start_probe(s: Settings, toml: &str) -> (Running, Client) {
+    crate::guests::write_toml(&s.bots, "probe", toml);
+    crate::guests::install(&s.bots, "probe", &crate::guests::commander());
+    let bridge = start(s).await;
+    let c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    (bridge, c)
+}
+
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(10);

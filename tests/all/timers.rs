@@ -71,11 +71,7 @@ async fn timers_fire_in_order_and_a_hot_reload_keeps_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timer_caps_are_enforced() {
-    let s = settings();
-    write_toml(&s.bots, "probe", "max_timers = 2\nmin_timer_period_ms = 1000\n");
-    install(&s.bots, "probe", &commander());
-    let bridge = start(s).await;
-    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    let (bridge, mut c) = start_probe(settings(), "max_timers = 2\nmin_timer_period_ms = 1000\n").await;
 
     assert_eq!(command(&mut c, "after a 60000").await, "ok");
     assert_eq!(command(&mut c, "after b 60000").await, "ok");
@@ -103,10 +99,7 @@ async fn due_timers_do_not_starve_events() {
     // while most are still due.
     let mut s = settings();
     s.ephemeral = true;
-    write_toml(&s.bots, "probe", "max_timers = 2000\n");
-    install(&s.bots, "probe", &commander());
-    let bridge = start(s).await;
-    let mut c = Client::connect(&format!("{}?outgoing=1", bridge.ws_url())).await;
+    let (bridge, mut c) = start_probe(s, "max_timers = 2000\n").await;
 
     assert_eq!(command(&mut c, "burst 2000").await, "2000 set");
     assert_eq!(command(&mut c, "say-config missing").await, "none");
