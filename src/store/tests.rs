@@ -86,6 +86,59 @@ async fn waiters_share_commits() {
     assert_eq!(restored.ids.len(), 50, "every waiter's record is durable");
 }
 
+/// Sim messages across many chunks and commits, as the world writes them:
+/// new ones at the top, the oldest forgotten, one changed in place; the
+/// reopened file holds exactly the ones still kept, in order.
+#[tokio::test]
+async fn sim_messages_survive_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = RedbStore::open(dir.path()).unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    for n in 0..2_000i64 {
+        SimLog::record(&store, 2, n, Some(n.to_le_bytes().to_vec()));
+        expected.insert((2, n), n.to_le_bytes().to_vec());
+        if n >= 700 {
+            SimLog::record(&store, 2, n - 700, None);
+            expected.remove(&(2, n - 700));
+        }
+        if n % 97 == 0 {
+            IdLog::commit(&store).await.unwrap();
+        }
+    }
+    SimLog::record(&store, 1, 5, Some(b"another account".to_vec()));
+    SimLog::record(&store, 2, 1_500, Some(b"recalled".to_vec()));
+    expected.insert((1, 5), b"another account".to_vec());
+    expected.insert((2, 1_500), b"recalled".to_vec());
+    IdLog::commit(&store).await.unwrap();
+    drop(store);
+    let (_, restored) = RedbStore::open(dir.path()).unwrap();
+    assert_eq!(restored.sim, expected.into_iter().collect::<Vec<_>>());
+}
+
+/// A file of the first format, a row per sim message, opens with its
+/// messages (moved into chunks once) and keeps them across a reopen.
+#[test]
+fn a_first_format_file_keeps_its_sim_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(RedbStore::open(dir.path()).unwrap());
+    {
+        let db = Database::create(dir.path().join("botbridge.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let old = TableDefinition::<(i64, i64), &[u8]>::new("sim_messages");
+        let mut table = txn.open_table(old).unwrap();
+        table.insert((1, 300), b"b".as_slice()).unwrap();
+        table.insert((1, 7), b"a".as_slice()).unwrap();
+        drop(table);
+        txn.commit().unwrap();
+    }
+    let want = vec![((1, 7), b"a".to_vec()), ((1, 300), b"b".to_vec())];
+    let (store, restored) = RedbStore::open(dir.path()).unwrap();
+    assert_eq!(restored.sim, want);
+    drop(store);
+    let (_, restored) = RedbStore::open(dir.path()).unwrap();
+    assert_eq!(restored.sim, want, "moved, not copied twice");
+}
+
 /// A kv write is never durable before an ID recorded earlier: both are in
 /// one ordered pipeline, so a commit that holds the write holds the ID.
 #[tokio::test]

@@ -32,6 +32,8 @@ pub(super) struct Committer {
 #[derive(Default)]
 struct Queue {
     pending: Pending,
+    /// The last batch written, emptied, to take the next records.
+    spare: Option<Pending>,
     /// When the oldest pending record came.
     since: Option<Instant>,
     /// The number of the last commit started.
@@ -152,15 +154,21 @@ impl Committer {
 
     /// The commit thread: runs until closed or the store is gone.
     pub(super) fn run(&self, store: Weak<Shared>) {
-        while let Some((n, batch)) = self.next_batch() {
+        while let Some((n, mut batch)) = self.next_batch() {
             let Some(shared) = store.upgrade() else { return };
             let began = Instant::now();
             let result = shared.write(&batch);
             self.seconds.observe(began.elapsed().as_secs_f64());
             drop(shared);
+            if result.is_ok() {
+                batch.clear();
+            }
             let mut q = self.queue.lock();
             match result {
-                Ok(()) => q.succeeded = n,
+                Ok(()) => {
+                    q.succeeded = n;
+                    q.spare = Some(batch);
+                }
                 Err(e) => {
                     tracing::error!("state commit failed (retried with the next): {}", crate::error_chain(&e));
                     q.failed = n;
@@ -199,7 +207,8 @@ impl Committer {
         }
         q.started += 1;
         q.since = None;
-        let batch = std::mem::take(&mut q.pending);
+        let next = q.spare.take().unwrap_or_default();
+        let batch = std::mem::replace(&mut q.pending, next);
         self.progress.notify_all();
         Some((q.started, batch))
     }

@@ -38,6 +38,13 @@ impl Pending {
         self.keep_from = self.keep_from.max(newer.keep_from);
         self.bytes += newer.bytes;
     }
+
+    /// Empties it, keeping its room for the next batch.
+    pub(super) fn clear(&mut self) {
+        self.frames.clear();
+        self.keep_from = 0;
+        self.bytes = 0;
+    }
 }
 
 /// Stored events (`seq`, frame JSON), ascending.

@@ -31,6 +31,12 @@ impl Pending {
         self.entries.extend(newer.entries);
         self.below = self.below.max(newer.below);
     }
+
+    /// Empties it, keeping its room for the next batch.
+    pub(super) fn clear(&mut self) {
+        self.entries.clear();
+        self.below = 0;
+    }
 }
 
 /// Live entries, ascending.

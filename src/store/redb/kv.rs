@@ -37,6 +37,12 @@ impl Pending {
         self.writes.extend(newer.writes);
         self.bytes += newer.bytes;
     }
+
+    /// Empties it, keeping its room for the next batch.
+    pub(super) fn clear(&mut self) {
+        self.writes.clear();
+        self.bytes = 0;
+    }
 }
 
 pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), StateError> {

@@ -37,8 +37,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// `[number u64 LE][length u32 LE][bytes]` records, back to back. Registry
 /// entries and events are written a commit's worth to a row (keyed by the
 /// batch's highest number): one B-tree insert per commit, not per record.
-fn encode_batch<'a>(records: impl Iterator<Item = (u64, &'a [u8])>) -> Vec<u8> {
-    let mut out = Vec::new();
+fn encode_batch<'a>(records: impl Iterator<Item = (u64, &'a [u8])> + Clone) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.clone().map(|(_, b)| 12 + b.len()).sum());
     for (n, bytes) in records {
         out.extend_from_slice(&n.to_le_bytes());
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -135,6 +135,16 @@ impl Pending {
         self.sim.append(newer.sim);
         self.kv.append(newer.kv);
     }
+
+    /// Empties it, keeping its room: the commit thread hands a written batch
+    /// back for the next one, so a burst does not grow fresh vectors (and
+    /// fault in fresh pages) for every commit.
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.events.clear();
+        self.sim.clear();
+        self.kv.clear();
+    }
 }
 
 /// A handle on the open state file; clones share it.
@@ -163,6 +173,9 @@ impl RedbStore {
             source => StateError::Corrupt { path: path.clone(), source },
         })?;
         let key = Self::check_meta(&db, &path)?;
+        let txn = db.begin_write().map_err(storage)?;
+        sim::upgrade(&txn)?;
+        txn.commit().map_err(storage)?;
         let read = db.begin_read().map_err(storage)?;
         let ids = ids::restore(&read, &path)?;
         let events = events::restore(&read, &path)?;
@@ -173,7 +186,7 @@ impl RedbStore {
         let gap = if clean { 0 } else { 2 * MAX_UNCOMMITTED as u64 };
         let next_serial = meta_u64(&read, "next_serial")?.max(ids.last().map(|(s, _)| s + 1).unwrap_or(0)) + gap;
         let next_seq = meta_u64(&read, "next_seq")?.max(events.last().map(|(s, _)| s + 1).unwrap_or(1)) + gap;
-        let sim = sim::restore(&read)?;
+        let sim = sim::restore(&read, &path)?;
         drop(read);
         let txn = db.begin_write().map_err(storage)?;
         put_meta_u64(&txn, "clean", 0)?;

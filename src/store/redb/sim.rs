@@ -1,15 +1,28 @@
 //! The simulated world's tenant: its messages by (account, number), so a
-//! recall after a restart finds its message.
+//! recall after a restart finds its message. Messages are kept in chunks of
+//! `CHUNK` consecutive numbers, one row each: a commit rewrites the few
+//! chunks it touches (the newest, where messages arrive, and the oldest,
+//! where they are forgotten) instead of inserting and deleting a B-tree row
+//! per message, and a chunk with nothing left in it is removed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{RedbStore, storage};
+use super::{RedbStore, decode_batch, encode_batch, storage};
 use crate::store::{SimLog, StateError};
 
 /// (account, message number).
 type Key = (i64, i64);
 
-const SIM: TableDefinition<Key, &[u8]> = TableDefinition::new("sim_messages");
+/// Messages per chunk: a chunk is rewritten whole when one of them changes.
+const CHUNK: i64 = 256;
+
+/// (account, number / CHUNK) → `encode_batch` records, number → message.
+const CHUNKS: TableDefinition<Key, &[u8]> = TableDefinition::new("sim_chunks");
+/// The first format's table, a row per message: read once and moved into chunks.
+const OLD_MESSAGES: TableDefinition<Key, &[u8]> = TableDefinition::new("sim_messages");
 
 /// Messages to write (Some) or forget (None), by (account, number).
 #[derive(Default)]
@@ -27,15 +40,30 @@ impl Pending {
     pub(super) fn append(&mut self, newer: Self) {
         self.0.extend(newer.0);
     }
+
+    /// Empties it, keeping its room for the next batch.
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
-pub(super) fn restore(read: &redb::ReadTransaction) -> Result<Vec<(Key, Vec<u8>)>, StateError> {
+fn chunk_of((account, number): Key) -> Key {
+    (account, number.div_euclid(CHUNK))
+}
+
+/// Every kept message, ascending by (account, number).
+pub(super) fn restore(read: &redb::ReadTransaction, path: &Path) -> Result<Vec<(Key, Vec<u8>)>, StateError> {
     let mut sim = Vec::new();
-    match read.open_table(SIM) {
+    match read.open_table(CHUNKS) {
         Ok(t) => {
+            let mut records = Vec::new();
             for row in t.iter().map_err(storage)? {
                 let (k, v) = row.map_err(storage)?;
-                sim.push((k.value(), v.value().to_vec()));
+                let (account, _) = k.value();
+                records.clear();
+                decode_batch(v.value(), &mut records)
+                    .map_err(|what| StateError::BadRecord { path: path.to_owned(), what })?;
+                sim.extend(records.drain(..).map(|(number, bytes)| ((account, number as i64), bytes)));
             }
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -44,15 +72,54 @@ pub(super) fn restore(read: &redb::ReadTransaction) -> Result<Vec<(Key, Vec<u8>)
     Ok(sim)
 }
 
+/// Moves a first-format file's messages into chunks, in the transaction that
+/// opens it.
+pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StateError> {
+    let mut old = Pending::default();
+    match txn.open_table(OLD_MESSAGES) {
+        Ok(t) => {
+            for row in t.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                old.0.push((k.value(), Some(v.value().to_vec())));
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(storage(e)),
+    }
+    write(txn, &old)?;
+    txn.delete_table(OLD_MESSAGES).map_err(storage)?;
+    Ok(())
+}
+
 pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), StateError> {
     if batch.0.is_empty() {
         return Ok(());
     }
-    let mut table = txn.open_table(SIM).map_err(storage)?;
+    // The batch's records by chunk, in the order they came (the last one wins).
+    let mut by_chunk: BTreeMap<Key, Vec<(i64, Option<&[u8]>)>> = BTreeMap::new();
     for (key, record) in &batch.0 {
-        match record {
-            Some(bytes) => table.insert(key, bytes.as_slice()).map(drop).map_err(storage)?,
-            None => table.remove(key).map(drop).map_err(storage)?,
+        by_chunk.entry(chunk_of(*key)).or_default().push((key.1, record.as_deref()));
+    }
+    let mut table = txn.open_table(CHUNKS).map_err(storage)?;
+    let mut kept = Vec::new();
+    for (chunk, records) in by_chunk {
+        kept.clear();
+        if let Some(row) = table.get(chunk).map_err(storage)? {
+            // Written by this build, so well formed; a bad one is rebuilt from the batch.
+            let _ = decode_batch(row.value(), &mut kept);
+        }
+        let mut messages: BTreeMap<u64, &[u8]> = kept.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        for (number, record) in records {
+            match record {
+                Some(bytes) => messages.insert(number as u64, bytes),
+                None => messages.remove(&(number as u64)),
+            };
+        }
+        if messages.is_empty() {
+            table.remove(chunk).map_err(storage)?;
+        } else {
+            let row = encode_batch(messages.iter().map(|(n, b)| (*n, *b)));
+            table.insert(chunk, row.as_slice()).map_err(storage)?;
         }
     }
     Ok(())
