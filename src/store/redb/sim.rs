@@ -47,6 +47,9 @@ impl Pending {
     }
 }
 
+/// A message number and what it becomes (None: forgotten).
+type Change<'a> = (i64, Option<&'a [u8]>);
+
 fn chunk_of((account, number): Key) -> Key {
     (account, number.div_euclid(CHUNK))
 }
@@ -96,7 +99,7 @@ pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), State
         return Ok(());
     }
     // The batch's records by chunk, in the order they came (the last one wins).
-    let mut by_chunk: BTreeMap<Key, Vec<(i64, Option<&[u8]>)>> = BTreeMap::new();
+    let mut by_chunk: BTreeMap<Key, Vec<Change<'_>>> = BTreeMap::new();
     for (key, record) in &batch.0 {
         by_chunk.entry(chunk_of(*key)).or_default().push((key.1, record.as_deref()));
     }
