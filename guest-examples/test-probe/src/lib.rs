@@ -20,7 +20,7 @@
 //!   `after TAG MS`, `every TAG MS`, `at TAG UNIX_MS`, `cron TAG ZONE|- EXPR`,
 //!   `cancel TAG`, `timers` (timers; `on-timer` says `fired TAG`);
 //!   `get URL` (HTTP: `http STATUS BYTES` or `http-error KIND: …`);
-//!   `get-all N URL` (N requests at once; `http STATUS` or `http-error CODE` each);
+//!   `get-all N URL` (N requests at once; `http STATUS`, `http-error CODE`, or `http-error None: why` each);
 //!   `get-n N URL` (N requests one after another; says how many were ok);
 //!   `burst N` (N timers due at once, tagged `quiet…`: they fire silently);
 //!   `config KEY` (logs `KEY=VALUE`, says `config KEY: N bytes` or `config KEY: none`);
@@ -157,6 +157,7 @@ fn command(text: &str) -> Option<String> {
                 .into_iter()
                 .map(|r| match r {
                     Ok(r) => format!("http {}", r.status.as_u16()),
+                    Err(e @ http::Error { code: None, .. }) => format!("http-error None: {}", e.message),
                     Err(e) => format!("http-error {:?}", e.code),
                 })
                 .collect();
