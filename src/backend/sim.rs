@@ -20,7 +20,7 @@ use crate::schema::{
     AccountId, Element, ErrorCode, ForwardNode, FriendModel, GroupEvent, GroupId, GroupModel, MemberModel, OpError,
     Permission, Target, UpstreamMsgId, UserEvent, UserId, chain_text,
 };
-use crate::store::SimLog;
+use crate::store::{Record, SimLog};
 
 /// Messages the world remembers (for recalls and quotes); older ones are forgotten.
 const MAX_MESSAGES: i64 = 100_000;
@@ -157,7 +157,7 @@ impl Group {
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct StoredMessage {
     target: Target,
     sender: UserId,
@@ -169,6 +169,13 @@ struct StoredMessage {
     elements: Vec<Element>,
     #[serde(default)]
     quote: Option<UpstreamMsgId>,
+}
+
+impl Record for StoredMessage {
+    fn encode(&self) -> Vec<u8> {
+        // Plain data: serializing it cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }
 
 struct PendingRequest {
@@ -186,7 +193,9 @@ struct World {
     strangers: BTreeMap<UserId, String>,
     groups: BTreeMap<GroupId, Group>,
     /// By number; foldhash, as one insert and one removal per message sent.
-    messages: HashMap<i64, StoredMessage, foldhash::fast::RandomState>,
+    /// Shared with the store until it has written them: it encodes them on
+    /// its own thread.
+    messages: HashMap<i64, Arc<StoredMessage>, foldhash::fast::RandomState>,
     next_message: i64,
     requests: HashMap<String, PendingRequest>,
     next_request: u64,
@@ -267,7 +276,7 @@ impl SimBackend {
                 }
                 match serde_json::from_slice::<StoredMessage>(record) {
                     Ok(m) => {
-                        w.messages.insert(*number, m);
+                        w.messages.insert(*number, Arc::new(m));
                     }
                     Err(e) => tracing::warn!(account, number, "skipping an unreadable stored sim message: {e}"),
                 }
@@ -286,7 +295,7 @@ impl World {
     /// Records message `number` as it now is (or that it is gone) for the next commit.
     fn persist(&self, number: i64) {
         let Some((account, log)) = &self.store else { return };
-        let record = self.messages.get(&number).and_then(|m| serde_json::to_vec(m).ok());
+        let record = self.messages.get(&number).map(|m| m.clone() as Arc<dyn Record>);
         log.record(account.0, number, record);
     }
 
@@ -310,7 +319,7 @@ impl World {
         // A preview is all a quote shows.
         let text = chain_text(elements).chars().take(80).collect();
         let stored = StoredMessage { target, sender, time, text, recalled: false, elements: elements.to_vec(), quote };
-        self.messages.insert(backend_id, stored);
+        self.messages.insert(backend_id, Arc::new(stored));
         self.persist(backend_id);
         if self.messages.remove(&(backend_id - MAX_MESSAGES)).is_some() {
             self.persist(backend_id - MAX_MESSAGES);
@@ -363,7 +372,7 @@ impl World {
     /// A message still there (not recalled) in group `group`.
     fn group_message(&self, group: GroupId, backend_id: Option<UpstreamMsgId>) -> Result<&StoredMessage, OpError> {
         backend_id
-            .and_then(|id| self.messages.get(&id.0))
+            .and_then(|id| self.messages.get(&id.0).map(|m| &**m))
             .filter(|m| m.target == Target::Group { group } && !m.recalled)
             .ok_or_else(|| err(ErrorCode::UnknownMessage, format!("no such message in group {group}")))
     }
@@ -416,7 +425,8 @@ impl World {
             }
         }
         if let Some(m) = self.messages.get_mut(&number) {
-            m.recalled = true;
+            // A copy if the store still holds the old one to write.
+            Arc::make_mut(m).recalled = true;
         }
         self.persist(number);
         Ok(sender)

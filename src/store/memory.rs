@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{EventLog, IdLog, KvStore, Restored, SimLog, StateError};
+use super::{EventLog, IdLog, KvStore, Record, Restored, SimLog, StateError};
 use crate::bus::Json;
 
 #[derive(Default)]
@@ -73,10 +73,10 @@ impl EventLog for MemoryStore {
 }
 
 impl SimLog for MemoryStore {
-    fn record(&self, account: i64, number: i64, record: Option<Vec<u8>>) {
+    fn record(&self, account: i64, number: i64, record: Option<Arc<dyn Record>>) {
         let mut maps = self.maps.lock();
         match record {
-            Some(r) => maps.sim.insert((account, number), r),
+            Some(r) => maps.sim.insert((account, number), r.encode()),
             None => maps.sim.remove(&(account, number)),
         };
     }

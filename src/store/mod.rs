@@ -24,6 +24,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -49,10 +50,23 @@ pub trait EventLog: Send + Sync + 'static {
     fn record(&self, seq: u64, json: Json, keep_from: u64);
 }
 
+/// A record the store encodes when it writes it: on the commit thread, so
+/// the tenant that made it does not spend its own time on the encoding.
+pub trait Record: Send + Sync + 'static {
+    fn encode(&self) -> Vec<u8>;
+}
+
+/// Bytes already encoded.
+impl Record for Vec<u8> {
+    fn encode(&self) -> Vec<u8> {
+        self.clone()
+    }
+}
+
 /// The simulated world's messages, by (account, message number).
 pub trait SimLog: Send + Sync + 'static {
     /// Queues a message's record (or, with `None`, that it is forgotten).
-    fn record(&self, account: i64, number: i64, record: Option<Vec<u8>>);
+    fn record(&self, account: i64, number: i64, record: Option<Arc<dyn Record>>);
 }
 
 /// Every bot's keys. A write is durable when it returns.

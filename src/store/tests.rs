@@ -1,6 +1,8 @@
 //! The contract every store keeps, run against each implementation; then what
 //! only the file store can meet (someone else's file, a newer format).
 
+use std::sync::Arc;
+
 use redb::{Database, TableDefinition};
 
 use super::memory::MemoryStore;
@@ -16,8 +18,8 @@ where
         EventLog::record(&store, i + 1, format!("e{i}").into(), (i + 1).saturating_sub(3).max(1));
     }
     IdLog::prune(&store, 3);
-    SimLog::record(&store, 1, 7, Some(b"kept".to_vec()));
-    SimLog::record(&store, 1, 8, Some(b"gone".to_vec()));
+    SimLog::record(&store, 1, 7, Some(Arc::new(b"kept".to_vec())));
+    SimLog::record(&store, 1, 8, Some(Arc::new(b"gone".to_vec())));
     SimLog::record(&store, 1, 8, None);
     store.commit().await.unwrap();
     store.write("bot", "k", Some(b"v".to_vec())).await.unwrap();
@@ -95,7 +97,7 @@ async fn sim_messages_survive_in_chunks() {
     let (store, _) = RedbStore::open(dir.path()).unwrap();
     let mut expected = std::collections::BTreeMap::new();
     for n in 0..2_000i64 {
-        SimLog::record(&store, 2, n, Some(n.to_le_bytes().to_vec()));
+        SimLog::record(&store, 2, n, Some(Arc::new(n.to_le_bytes().to_vec())));
         expected.insert((2, n), n.to_le_bytes().to_vec());
         if n >= 700 {
             SimLog::record(&store, 2, n - 700, None);
@@ -105,8 +107,8 @@ async fn sim_messages_survive_in_chunks() {
             IdLog::commit(&store).await.unwrap();
         }
     }
-    SimLog::record(&store, 1, 5, Some(b"another account".to_vec()));
-    SimLog::record(&store, 2, 1_500, Some(b"recalled".to_vec()));
+    SimLog::record(&store, 1, 5, Some(Arc::new(b"another account".to_vec())));
+    SimLog::record(&store, 2, 1_500, Some(Arc::new(b"recalled".to_vec())));
     expected.insert((1, 5), b"another account".to_vec());
     expected.insert((2, 1_500), b"recalled".to_vec());
     IdLog::commit(&store).await.unwrap();

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{RedbStore, decode_batch, encode_batch, storage};
-use crate::store::{SimLog, StateError};
+use crate::store::{Record, SimLog, StateError};
 
 /// (account, message number).
 type Key = (i64, i64);
@@ -24,9 +25,10 @@ const CHUNKS: TableDefinition<Key, &[u8]> = TableDefinition::new("sim_chunks");
 /// The first format's table, a row per message: read once and moved into chunks.
 const OLD_MESSAGES: TableDefinition<Key, &[u8]> = TableDefinition::new("sim_messages");
 
-/// Messages to write (Some) or forget (None), by (account, number).
+/// Messages to write (Some, encoded when written) or forget (None), by
+/// (account, number).
 #[derive(Default)]
-pub(super) struct Pending(Vec<(Key, Option<Vec<u8>>)>);
+pub(super) struct Pending(Vec<(Key, Option<Arc<dyn Record>>)>);
 
 impl Pending {
     pub(super) fn is_empty(&self) -> bool {
@@ -83,7 +85,7 @@ pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StateError> {
         Ok(t) => {
             for row in t.iter().map_err(storage)? {
                 let (k, v) = row.map_err(storage)?;
-                old.0.push((k.value(), Some(v.value().to_vec())));
+                old.0.push((k.value(), Some(Arc::new(v.value().to_vec()))));
             }
         }
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
@@ -98,9 +100,11 @@ pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), State
     if batch.0.is_empty() {
         return Ok(());
     }
+    let encoded: Vec<(Key, Option<Vec<u8>>)> =
+        batch.0.iter().map(|(k, r)| (*k, r.as_ref().map(|r| r.encode()))).collect();
     // The batch's records by chunk, in the order they came (the last one wins).
     let mut by_chunk: BTreeMap<Key, Vec<Change<'_>>> = BTreeMap::new();
-    for (key, record) in &batch.0 {
+    for (key, record) in &encoded {
         by_chunk.entry(chunk_of(*key)).or_default().push((key.1, record.as_deref()));
     }
     let mut table = txn.open_table(CHUNKS).map_err(storage)?;
@@ -129,7 +133,7 @@ pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), State
 }
 
 impl SimLog for RedbStore {
-    fn record(&self, account: i64, number: i64, record: Option<Vec<u8>>) {
+    fn record(&self, account: i64, number: i64, record: Option<Arc<dyn Record>>) {
         self.queue(|p| p.sim.0.push(((account, number), record)));
     }
 }
