@@ -292,8 +292,8 @@ fn load_average() -> String {
 
 /// Lets the run before finish with the machine: its state file written back
 /// (a state-file-on run leaves dirty pages the kernel flushes for seconds),
-/// then a moment for its process to go. Without it, a run right after a
-/// state-file-on run measured up to a third more CPU per message.
+/// then a moment for its process to go, so none of that is charged to the
+/// next run.
 fn settle() {
     // SAFETY: sync has no preconditions.
     unsafe { libc::sync() };

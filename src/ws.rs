@@ -295,8 +295,8 @@ async fn within(
     op: impl Future<Output = Result<(), axum::Error>>,
 ) -> Result<(), End> {
     let mut op = std::pin::pin!(op);
-    // Most writes finish at once (the socket has room): no timer for those,
-    // as a frame is fed three times per echoed message.
+    // Most writes finish at once (the socket has room): no timer for those
+    // (an echoed message feeds three frames).
     if let Some(done) = op.as_mut().now_or_never() {
         return done.map_err(|e| End::Transport(Arc::new(e)));
     }
