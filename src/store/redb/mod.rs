@@ -173,9 +173,7 @@ impl RedbStore {
             source => StateError::Corrupt { path: path.clone(), source },
         })?;
         let key = Self::check_meta(&db, &path)?;
-        let txn = db.begin_write().map_err(storage)?;
-        sim::upgrade(&txn)?;
-        txn.commit().map_err(storage)?;
+        sim::upgrade(&db)?;
         let read = db.begin_read().map_err(storage)?;
         let ids = ids::restore(&read, &path)?;
         let events = events::restore(&read, &path)?;

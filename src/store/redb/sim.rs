@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{RedbStore, decode_batch, encode_batch, storage};
 use crate::store::{Record, SimLog, StateError};
@@ -77,11 +77,12 @@ pub(super) fn restore(read: &redb::ReadTransaction, path: &Path) -> Result<Vec<(
     Ok(sim)
 }
 
-/// Moves a first-format file's messages into chunks, in the transaction that
-/// opens it.
-pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StateError> {
+/// Moves a first-format file's messages into chunks, in one transaction.
+/// A file without the old table is only read: no write, no fsync.
+pub(super) fn upgrade(db: &Database) -> Result<(), StateError> {
     let mut old = Pending::default();
-    match txn.open_table(OLD_MESSAGES) {
+    let read = db.begin_read().map_err(storage)?;
+    match read.open_table(OLD_MESSAGES) {
         Ok(t) => {
             for row in t.iter().map_err(storage)? {
                 let (k, v) = row.map_err(storage)?;
@@ -91,9 +92,11 @@ pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StateError> {
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
         Err(e) => return Err(storage(e)),
     }
-    write(txn, &old)?;
+    drop(read);
+    let txn = db.begin_write().map_err(storage)?;
+    write(&txn, &old)?;
     txn.delete_table(OLD_MESSAGES).map_err(storage)?;
-    Ok(())
+    txn.commit().map_err(storage)
 }
 
 pub(super) fn write(txn: &WriteTransaction, batch: &Pending) -> Result<(), StateError> {
