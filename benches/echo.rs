@@ -72,6 +72,10 @@ struct Figures {
     /// the burst, µs: steadier than a rate on a shared machine (0 for the
     /// bare echo, which runs in this process).
     cpu_us_per_msg: f64,
+    /// The bridge's context switches and minor page faults per message of
+    /// the burst (printed per round, to explain a round that strays).
+    switches_per_msg: f64,
+    faults_per_msg: f64,
 }
 
 fn count(var: &str, default: usize) -> usize {
@@ -233,6 +237,24 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / hz.max(1.0)
 }
 
+/// A process's context switches (voluntary and not, all threads) and minor
+/// page faults so far: what a round's CPU figure is made of when it strays.
+fn switches_and_faults(pid: u32) -> (u64, u64) {
+    let mut switches = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        switches += status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let faults = rest.split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0);
+    (switches, faults)
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = status
@@ -264,8 +286,10 @@ async fn run(target: Target, cache: &Path, bursts: usize, singles: usize) -> Fig
     one_at_a_time(target, &url, 200).await;
     let pid = child.as_ref().map(|c| c.0.id());
     let cpu_before = pid.map_or(0.0, cpu_seconds);
+    let (switches_before, faults_before) = pid.map_or((0, 0), switches_and_faults);
     let msgs_per_s = burst(target, &url, bursts).await;
     let cpu_us_per_msg = pid.map_or(0.0, |pid| (cpu_seconds(pid) - cpu_before) * 1e6 / bursts as f64);
+    let (switches_after, faults_after) = pid.map_or((0, 0), switches_and_faults);
     let times = one_at_a_time(target, &url, singles).await;
     Figures {
         msgs_per_s,
@@ -273,6 +297,8 @@ async fn run(target: Target, cache: &Path, bursts: usize, singles: usize) -> Fig
         p99_us: micros(&times, 0.99),
         peak_rss_mib: pid.map_or(0.0, peak_rss_mib),
         cpu_us_per_msg,
+        switches_per_msg: switches_after.saturating_sub(switches_before) as f64 / bursts as f64,
+        faults_per_msg: faults_after.saturating_sub(faults_before) as f64 / bursts as f64,
     }
 }
 
@@ -323,7 +349,9 @@ fn main() {
         });
     }
     let rounds = count("ECHO_ROUNDS", 3);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // Named, so a profile of the whole machine tells the client from the bridge.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().thread_name("bench-client").enable_all().build().expect("runtime");
     let cache = tempfile::tempdir().expect("cache dir");
     println!("load average before: {}", load_average());
     let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
@@ -332,12 +360,14 @@ fn main() {
             settle();
             let figures = runtime.block_on(run(*target, cache.path(), bursts, singles));
             eprintln!(
-                "round {round}: {}: {:.0} msgs/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU/msg",
+                "round {round}: {}: {:.0} msgs/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU/msg, {:.3} switches/msg, {:.3} faults/msg",
                 target.label(),
                 figures.msgs_per_s,
                 figures.p50_us,
                 figures.p99_us,
-                figures.cpu_us_per_msg
+                figures.cpu_us_per_msg,
+                figures.switches_per_msg,
+                figures.faults_per_msg
             );
             runs[i].push(figures);
         }

@@ -425,9 +425,27 @@ impl Inner {
     }
 }
 
+/// Serializes into a per-thread scratch buffer, then copies the text once
+/// into its shared allocation of the exact size: a frame's text grows from
+/// empty (three or four reallocations of a few hundred bytes) only once per
+/// thread, and the ring holds no spare capacity.
 fn to_json<T: serde::Serialize>(value: &T) -> Json {
-    // Serializing our own schema types cannot fail: no maps with non-string keys.
-    Json::from(serde_json::to_string(value).unwrap_or_default())
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        // Serializing our own schema types cannot fail: no maps with non-string keys.
+        if serde_json::to_writer(&mut *buf, value).is_err() {
+            buf.clear();
+        }
+        let json = Json(Arc::from(std::str::from_utf8(buf).unwrap_or_default()));
+        // One huge frame does not pin its buffer for the thread's life.
+        if buf.capacity() > 1 << 16 {
+            *buf = Vec::with_capacity(1024);
+        }
+        json
+    })
 }
 
 #[cfg(test)]
