@@ -210,7 +210,7 @@ pub enum End {
 /// zero-fills this much of its buffer before every read, including one that
 /// finds nothing (its default, 128 KiB, was 4 µs of memset per wake-up: a
 /// third of an echo's CPU); 16 KiB still holds about a hundred operations.
-const READ_BUFFER: usize = 16 * 1024;
+pub(crate) const READ_BUFFER: usize = 16 * 1024;
 
 type Pending = Pin<Box<dyn Future<Output = (Value, Result<OpData, OpError>)> + Send>>;
 

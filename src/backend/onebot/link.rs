@@ -39,7 +39,7 @@ impl Inner {
             };
             let connected = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                c = tokio_tungstenite::connect_async(request) => c,
+                c = tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), false) => c,
             };
             match connected {
                 Ok((ws, _)) => {
@@ -78,7 +78,7 @@ impl Inner {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let check = |req: &Request, resp: Response| inner.admit(req, &path).map(|()| resp);
-                match tokio_tungstenite::accept_hdr_async(tcp, check).await {
+                match tokio_tungstenite::accept_hdr_async_with_config(tcp, check, Some(ws_config())).await {
                     Ok(ws) => {
                         tracing::info!(%peer, "OneBot implementation connected");
                         inner.run(ws, shutdown).await;
@@ -184,4 +184,10 @@ impl Inner {
         }
         self.answer(&frame);
     }
+}
+
+/// The link's WebSocket settings: tungstenite's defaults but the read buffer,
+/// which it zero-fills before every read (see `crate::ws::READ_BUFFER`).
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(crate::ws::READ_BUFFER)
 }
