@@ -9,8 +9,9 @@
 //! same client. Runs alternate; each figure is the median of the rounds.
 //! Prints a table; asserts only that nothing was lost or disconnected.
 //!
-//! `ECHO_BURST` and `ECHO_SINGLE` change the message counts (20 000, 2 000),
-//! `ECHO_ROUNDS` the rounds (3), `ECHO_ONLY=10-off` (bots-state) runs one row;
+//! `ECHO_BURST` and `ECHO_SINGLE` change the message counts (20 000, 2 000; a
+//! burst of at most 99 800, what the echo bot may answer at once),
+//! `ECHO_ROUNDS` the rounds (3), `ECHO_ONLY=10-off` (bots-state; a comma-separated list) runs those rows only;
 //! `ECHO_BASELINE_BIN=path/to/an/older/botbridge` adds that binary's rows,
 //! measured in the same run (before and after a change); it runs with
 //! `--queue 65536`, since builds before the batched connection loop close a
@@ -29,6 +30,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use botbridge::wasm::limits;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -76,6 +78,10 @@ struct Figures {
     /// the burst (printed per round, to explain a round that strays).
     switches_per_msg: f64,
     faults_per_msg: f64,
+    /// This process's CPU time (the client, and the bare echo when it is
+    /// the target) per message of the burst, µs: what the load generator
+    /// itself costs, next to the bridge's.
+    client_cpu_us_per_msg: f64,
 }
 
 fn count(var: &str, default: usize) -> usize {
@@ -109,7 +115,8 @@ fn spawn_bridge(bin: &str, dir: &Path, cache: &Path, bots: usize, durable: bool,
     };
     guests::install(&folder, "echo", &echo);
     // The echo bot answers every message: the highest rate and burst a bot may have.
-    std::fs::write(folder.join("echo.toml"), "ops_per_second = 10000.0\nops_burst = 100000\n").expect("toml");
+    let toml = format!("ops_per_second = {:?}\nops_burst = {}\n", limits::MAX_RATE, limits::MAX_BURST);
+    std::fs::write(folder.join("echo.toml"), toml).expect("toml");
     let idle = match &baseline_guests {
         Some(target) => guests::probe_from(target, "idle", ""),
         None => guests::idle(),
@@ -152,6 +159,9 @@ async fn bare_echo() -> String {
     });
     format!("ws://{addr}/ws")
 }
+
+/// Messages sent one at a time before a run is measured.
+const WARM_UP: usize = 200;
 
 fn sim_message(i: usize) -> String {
     format!(
@@ -283,12 +293,14 @@ async fn run(target: Target, cache: &Path, bursts: usize, singles: usize) -> Fig
         }
     };
     // Warm up: every bot instantiated, the allocator and the page cache settled.
-    one_at_a_time(target, &url, 200).await;
+    one_at_a_time(target, &url, WARM_UP).await;
     let pid = child.as_ref().map(|c| c.0.id());
     let cpu_before = pid.map_or(0.0, cpu_seconds);
+    let client_before = cpu_seconds(std::process::id());
     let (switches_before, faults_before) = pid.map_or((0, 0), switches_and_faults);
     let msgs_per_s = burst(target, &url, bursts).await;
     let cpu_us_per_msg = pid.map_or(0.0, |pid| (cpu_seconds(pid) - cpu_before) * 1e6 / bursts as f64);
+    let client_cpu_us_per_msg = (cpu_seconds(std::process::id()) - client_before) * 1e6 / bursts as f64;
     let (switches_after, faults_after) = pid.map_or((0, 0), switches_and_faults);
     let times = one_at_a_time(target, &url, singles).await;
     Figures {
@@ -299,6 +311,7 @@ async fn run(target: Target, cache: &Path, bursts: usize, singles: usize) -> Fig
         cpu_us_per_msg,
         switches_per_msg: switches_after.saturating_sub(switches_before) as f64 / bursts as f64,
         faults_per_msg: faults_after.saturating_sub(faults_before) as f64 / bursts as f64,
+        client_cpu_us_per_msg,
     }
 }
 
@@ -333,6 +346,13 @@ fn baseline_bin() -> Option<String> {
 fn main() {
     let bursts = count("ECHO_BURST", 20_000);
     let singles = count("ECHO_SINGLE", 2_000);
+    // Past its op burst the echo bot's replies are refused (rate_limited), and
+    // the burst would wait for answers that never come.
+    assert!(
+        WARM_UP + bursts <= limits::MAX_BURST as usize,
+        "ECHO_BURST={bursts}: the echo bot may answer at most {} messages in a burst (ops_burst), less the {WARM_UP} of the warm-up",
+        limits::MAX_BURST
+    );
     let mut targets = vec![Target::BareEcho];
     let with_baseline: &[bool] = if baseline_bin().is_some() { &[true, false] } else { &[false] };
     for &baseline in with_baseline {
@@ -344,8 +364,10 @@ fn main() {
     }
     if let Ok(only) = std::env::var("ECHO_ONLY") {
         targets.retain(|t| match t {
-            Target::BareEcho => only == "bare",
-            Target::Bridge { bots, durable, .. } => only == format!("{bots}-{}", if *durable { "on" } else { "off" }),
+            Target::BareEcho => only.split(',').any(|o| o == "bare"),
+            Target::Bridge { bots, durable, .. } => {
+                only.split(',').any(|o| o == format!("{bots}-{}", if *durable { "on" } else { "off" }))
+            }
         });
     }
     let rounds = count("ECHO_ROUNDS", 3);
@@ -360,14 +382,15 @@ fn main() {
             settle();
             let figures = runtime.block_on(run(*target, cache.path(), bursts, singles));
             eprintln!(
-                "round {round}: {}: {:.0} msgs/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU/msg, {:.3} switches/msg, {:.3} faults/msg",
+                "round {round}: {}: {:.0} msgs/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU/msg, {:.3} switches/msg, {:.3} faults/msg, client {:.1} µs CPU/msg",
                 target.label(),
                 figures.msgs_per_s,
                 figures.p50_us,
                 figures.p99_us,
                 figures.cpu_us_per_msg,
                 figures.switches_per_msg,
-                figures.faults_per_msg
+                figures.faults_per_msg,
+                figures.client_cpu_us_per_msg
             );
             runs[i].push(figures);
         }

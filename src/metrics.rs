@@ -75,6 +75,7 @@ pub struct Metrics {
     bot_failures: Family<BotName, Counter>,
     bot_restarts: Family<BotName, Counter>,
     bot_timers: Family<BotName, Counter>,
+    bot_ops_limited: Family<BotName, Counter>,
     bot_http: Family<BotHttp, Counter>,
 }
 
@@ -89,6 +90,7 @@ impl Default for Metrics {
             bot_failures: Family::default(),
             bot_restarts: Family::default(),
             bot_timers: Family::default(),
+            bot_ops_limited: Family::default(),
             bot_http: Family::default(),
         }
     }
@@ -110,6 +112,8 @@ pub struct BotMetrics {
     pub failures: Counter,
     pub restarts: Counter,
     pub timers_fired: Counter,
+    /// Operations refused by the bot's `ops_per_second` / `ops_burst`.
+    pub ops_limited: Counter,
     name: String,
     http: Family<BotHttp, Counter>,
 }
@@ -174,6 +178,7 @@ impl Metrics {
             failures: self.bot_failures.get_or_create_owned(&label),
             restarts: self.bot_restarts.get_or_create_owned(&label),
             timers_fired: self.bot_timers.get_or_create_owned(&label),
+            ops_limited: self.bot_ops_limited.get_or_create_owned(&label),
             name: name.to_owned(),
             http: self.bot_http.clone(),
         }
@@ -204,6 +209,11 @@ impl Metrics {
         );
         registry.register("botbridge_bot_restarts", "Fresh instances made after a failure", self.bot_restarts.clone());
         registry.register("botbridge_bot_timers_fired", "Timer firings delivered to a bot", self.bot_timers.clone());
+        registry.register(
+            "botbridge_bot_ops_limited",
+            "Operations of a bot refused by its ops_per_second / ops_burst limit",
+            self.bot_ops_limited.clone(),
+        );
         registry.register(
             "botbridge_bot_http_requests",
             "A bot's outbound HTTP requests, by result",

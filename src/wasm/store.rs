@@ -36,6 +36,8 @@ pub struct BotState {
     caller: Caller,
     limits: StoreLimits,
     rate: RateLimiter,
+    /// Operations `rate` refused (`/metrics`: a bot that floods is seen, not only logged).
+    ops_limited: prometheus_client::metrics::counter::Counter,
     kv: Arc<Bucket>,
     log: BotLog,
     timers: Arc<Timers>,
@@ -69,6 +71,7 @@ impl BotState {
     async fn op(&mut self, op: Operation) -> Result<OpData, types::Error> {
         if !self.rate.try_acquire() {
             tracing::debug!(bot = %self.name, op = op.name(), "rate limited");
+            self.ops_limited.inc();
             return Err(convert::error(OpError::new(ErrorCode::RateLimited, "operation rate limit reached")));
         }
         let bridge = self.bridge.clone();
@@ -567,6 +570,7 @@ impl BotTemplate {
             caller: Caller::wasm_bot(self.name.to_string(), self.config.permissions.clone().map(Arc::new)),
             limits,
             rate: RateLimiter::new(self.config.ops_per_second, self.config.ops_burst),
+            ops_limited: self.metrics.ops_limited.clone(),
             kv: self.kv.clone(),
             log: self.log.clone(),
             timers: self.timers.clone(),

@@ -75,6 +75,35 @@ async fn metrics_parse_and_move_with_traffic() {
     bridge.shutdown().await;
 }
 
+/// A bot past its `ops_burst` is seen on `/metrics`, by name, not only in a
+/// debug log: its refused operations are counted, the other bot's are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bots_refused_operations_are_counted() {
+    let mut s = settings();
+    s.ws.token = Some("watch-me".into());
+    install(&s.bots, "echo", &example("echo"));
+    install(&s.bots, "hasty", &example("echo"));
+    // One operation, never refilled: its second and third replies are refused.
+    std::fs::write(s.bots.join("hasty.toml"), "ops_per_second = 0.0\nops_burst = 1\n").unwrap();
+    let bridge = start(s).await;
+    eventually("both load", || bridge.wasm.status("echo").is_some() && bridge.wasm.status("hasty").is_some()).await;
+    let mut c = Client::connect(&format!("{}?outgoing=1&token=watch-me", bridge.ws_url())).await;
+    for i in 0..3 {
+        c.group_message(GROUP, MEMBER, &format!("/echo {i}")).await;
+    }
+    eventually("both handled all three", || {
+        bridge.wasm.handled("echo") == Some(3) && bridge.wasm.handled("hasty") == Some(3)
+    })
+    .await;
+    let samples = scrape(bridge.addr, "watch-me").await;
+    assert_eq!(get(&samples, "botbridge_bot_ops_limited_total{bot=hasty}"), 2.0);
+    assert_eq!(get(&samples, "botbridge_bot_ops_limited_total{bot=echo}"), 0.0);
+    assert_eq!(get(&samples, "botbridge_operations_total{op=Reply,result=ok}"), 4.0, "three from echo, one from hasty");
+    assert_eq!(bridge.wasm.status("hasty").unwrap().failures, 0, "a refusal is a result, not a trap");
+    drop(c);
+    bridge.shutdown().await;
+}
+
 #[tokio::test]
 async fn metrics_need_the_operators_token() {
     let mut s = settings();
