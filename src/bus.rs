@@ -13,9 +13,11 @@
 //! falls behind (and resumes from the replay buffer) instead.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -174,14 +176,86 @@ pub struct Subscription {
     lagged: Arc<AtomicBool>,
     pace: Option<Arc<Pace>>,
     bus: Weak<Bus>,
+    /// Process-wide, for `consumed_by`.
+    tag: u64,
+    /// The task's waker and the `OwnWaker` made from it, kept while it is the same.
+    waker: Option<(Waker, Waker)>,
+}
+
+/// Tags for `consumed_by`, unique in the process (buses in one process share
+/// threads).
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The tag of the subscription whose task this thread is polling, 0 for none.
+    static POLLING: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A subscription's waker that ignores the wake-ups its own task causes while
+/// it is being polled: a client whose operation publishes an event it is
+/// subscribed to. Passed on, such a wake-up would reschedule the running task
+/// as if it had yielded, which wakes an idle worker to steal it: a cross-CPU
+/// wake-up per round of the connection loop, for nothing.
+struct OwnWaker {
+    tag: u64,
+    task: Waker,
+}
+
+impl Wake for OwnWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if POLLING.with(Cell::get) != self.tag {
+            self.task.wake_by_ref();
+        }
+    }
+}
+
+/// Runs `task`, the one future that consumes the subscription `tag`, so that
+/// frames its own polls publish to that subscription do not wake it (see
+/// `OwnWaker`). `task` must look at the subscription again (`recv`) before it
+/// waits on anything that never returns to it: frames that arrive meanwhile
+/// are seen there, not woken for.
+pub async fn consumed_by<F: Future>(tag: u64, task: F) -> F::Output {
+    /// Restores the thread's tag even if the poll panics.
+    struct Polling(u64);
+    impl Drop for Polling {
+        fn drop(&mut self) {
+            POLLING.with(|p| p.set(self.0));
+        }
+    }
+    let mut task = std::pin::pin!(task);
+    std::future::poll_fn(move |cx| {
+        let _restore = Polling(POLLING.with(|p| p.replace(tag)));
+        task.as_mut().poll(cx)
+    })
+    .await
 }
 
 impl Subscription {
     /// The next live frame; `None` once the bus dropped this consumer or closed.
     pub async fn recv(&mut self) -> Option<Arc<Frame>> {
-        let frame = self.rx.recv().await;
+        let frame = std::future::poll_fn(|cx| {
+            let (rx, tag) = (&mut self.rx, self.tag);
+            let waker = match &self.waker {
+                Some((task, own)) if task.will_wake(cx.waker()) => own,
+                _ => {
+                    let own = Waker::from(Arc::new(OwnWaker { tag, task: cx.waker().clone() }));
+                    &self.waker.insert((cx.waker().clone(), own)).1
+                }
+            };
+            rx.poll_recv(&mut Context::from_waker(waker))
+        })
+        .await;
         self.took();
         frame
+    }
+
+    /// What `consumed_by` takes to run this subscription's task.
+    pub fn tag(&self) -> u64 {
+        self.tag
     }
 
     /// A frame already queued, without waiting.
@@ -410,7 +484,8 @@ impl Bus {
         inner.consumers.push(consumer);
         let last_seq = inner.last_seq;
         drop(inner);
-        Subscription { last_seq, replay, missed, rx, id, lagged, pace, bus: Arc::downgrade(self) }
+        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+        Subscription { last_seq, replay, missed, rx, id, lagged, pace, bus: Arc::downgrade(self), tag, waker: None }
     }
 }
 

@@ -234,7 +234,8 @@ pub async fn serve<S>(mut socket: S, mut sub: Subscription, session: Session) ->
 where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin + Send,
 {
-    let Err(end) = run(&mut socket, &mut sub, &session).await;
+    let tag = sub.tag();
+    let Err(end) = crate::bus::consumed_by(tag, run(&mut socket, &mut sub, &session)).await;
     let goodbye = match &end {
         End::TooBig => Some(close(CLOSE_TOO_BIG, "frame too large")),
         End::Lagged { last_seq } => Some(close(CLOSE_LAGGED, &format!("lagged; resume with since={last_seq}"))),
