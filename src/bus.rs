@@ -547,6 +547,39 @@ mod tests {
         }
     }
 
+    /// Counts the wake-ups a task gets.
+    struct Wakes(AtomicU64);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_consumers_own_publishes_do_not_wake_it_and_are_still_seen() {
+        let bus = Bus::new(BusConfig { queue: 16, replay: 16, ..BusConfig::default() });
+        let mut sub = bus.subscribe("own", false, None);
+        let wakes = Arc::new(Wakes(AtomicU64::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let tag = sub.tag();
+        // In the consumer's own poll: it waits (the queue is empty), then an
+        // operation of its publishes, then it looks at the queue again.
+        let mut own = std::pin::pin!(consumed_by(tag, async {
+            assert!(futures::poll!(std::pin::pin!(sub.recv())).is_pending());
+            bus.publish_event(AccountId(1), 0, online());
+            assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "its own publish woke it");
+            let seen = sub.recv().await.map(|f| f.seq);
+            // Waiting again; now someone else publishes.
+            assert!(futures::poll!(std::pin::pin!(sub.recv())).is_pending());
+            seen
+        }));
+        assert_eq!(own.as_mut().poll(&mut cx), std::task::Poll::Ready(Some(1)));
+        bus.publish_event(AccountId(1), 0, online());
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "another task's publish must wake it");
+    }
+
     #[tokio::test]
     async fn a_full_queue_drops_only_that_consumer() {
         let bus = Bus::new(BusConfig { queue: 4, replay: 100, ..BusConfig::default() });
