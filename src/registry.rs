@@ -18,7 +18,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use siphasher::sip128::{Hasher128 as _, SipHasher24};
+use siphasher::sip::SipHasher24 as Sip64;
+use siphasher::sip128::{Hasher128 as _, SipHasher24 as Sip128};
 use std::hash::Hasher as _;
 use subtle::ConstantTimeEq;
 
@@ -345,7 +346,8 @@ impl Ring {
 
 /// The shared ID registry. Cheap to share behind an `Arc`.
 pub struct Registry {
-    /// The secret every ID is made with; kept in the state file.
+    /// The secret, kept in the state file: `keys` are derived from it, and
+    /// earlier builds made their IDs with it.
     key: [u8; 32],
     /// SipHash keys derived from `key`: a short keyed hash at a fifth of
     /// blake3's cost on a 9-byte input, and a message makes about ten.
@@ -536,7 +538,7 @@ impl Registry {
     }
 
     fn mac(&self, kind: IdKind, serial: u64) -> [u8; MAC_LEN] {
-        let mut h = SipHasher24::new_with_key(&self.keys.mac);
+        let mut h = Sip128::new_with_key(&self.keys.mac);
         h.write_u8(kind.prefix() as u8);
         h.write_u64(serial);
         let hash = h.finish128().as_bytes();
@@ -547,7 +549,7 @@ impl Registry {
 
     /// The 8-byte mask that hides the serial, derived from the MAC.
     fn mask(&self, mac: &[u8]) -> u64 {
-        let mut h = siphasher::sip::SipHasher24::new_with_key(&self.keys.mask);
+        let mut h = Sip64::new_with_key(&self.keys.mask);
         h.write(mac);
         h.finish()
     }
